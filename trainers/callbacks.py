@@ -1,0 +1,104 @@
+"""Callbacks: small objects the Learner calls at each event of its loop.
+
+Events, in order: before_fit, before_epoch, before_batch, after_batch, before_validate,
+after_validate, after_epoch, after_fit. A callback reads and changes the learner through
+`self.learner`; setting `learner.stop = True` ends the run cleanly between batches.
+"""
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+EVENTS = ("before_fit", "before_epoch", "before_batch", "after_batch",
+          "before_validate", "after_validate", "after_epoch", "after_fit")
+
+
+class Callback:
+    order = 0  # lower runs first at every event
+    learner = None
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class SaveCheckpoints(Callback):
+    """`last.pt` after every epoch; `best.pt` whenever the monitored metric improves."""
+    order = 10
+
+    def __init__(self, folder, monitor: str, higher_is_better: bool, extra=None):
+        self.folder = Path(folder)
+        self.monitor, self.higher = monitor, higher_is_better
+        self.best = None
+        self.extra = extra or {}
+
+    def improved(self, value) -> bool:
+        if self.best is None:
+            return True
+        return value > self.best if self.higher else value < self.best
+
+    def after_epoch(self):
+        learn = self.learner
+        value = learn.epoch_metrics.get(self.monitor)
+        better = value is not None and self.improved(value)
+        if better:
+            self.best = value
+        extra = dict(self.extra, best_metric=self.best, monitor=self.monitor)
+        learn.save(self.folder / "last.pt", extra)
+        if better:
+            learn.save(self.folder / "best.pt", extra)
+
+
+class EpochSamples(Callback):
+    """Writes a picture of what the model does on fixed validation items, once per epoch."""
+    order = 20
+
+    def __init__(self, sample_fn, folder, on_sample=None):
+        self.sample_fn, self.folder, self.on_sample = sample_fn, Path(folder), on_sample
+
+    def after_epoch(self):
+        learn = self.learner
+        epoch = learn.epoch + 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self.folder / f"epoch_{epoch:03d}.png"
+        image = self.sample_fn(learn.model)
+        tmp = path.with_suffix(".tmp.png")
+        image.save(tmp)
+        tmp.replace(path)
+        if self.on_sample:
+            self.on_sample(epoch, str(path))
+
+
+class ReportEvents(Callback):
+    """Forwards the loop's progress to a Reporter and asks it whether to stop."""
+    order = 30
+
+    def __init__(self, reporter):
+        self.reporter = reporter
+
+    def before_batch(self):
+        if self.reporter.should_stop():
+            self.learner.stop = True
+
+    def after_batch(self):
+        learn = self.learner
+        self.reporter.batch(learn.epoch + 1, learn.batch_index + 1, learn.batches, learn.loss_value, learn.batch_lr)
+
+    def after_epoch(self):
+        self.reporter.epoch(dict(self.learner.epoch_metrics))

@@ -1,0 +1,128 @@
+"""RunConfig: everything a run needs, as one JSON-friendly dataclass.
+
+Every key is documented in docs/CONFIG.md. `validate()` checks the config against its
+data and answers in sentences a person can act on.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+
+ARCHS = ("resnet18", "resnet34", "resnet50")
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+@dataclass
+class RunConfig:
+    task: str = "classify"
+    data: str = ""
+    arch: str = "resnet18"
+    pretrained: bool = False
+    epochs: int = 3
+    lr: float | None = 3e-3
+    batch_size: int = 32
+    image_size: int = 64
+    freeze_epochs: int = 1
+    seed: int = 42
+    mixed_precision: bool = True
+    num_workers: int = 0
+    valid_pct: float = 0.2
+    weight_decay: float = 0.01
+    augment: bool = True
+    monitor: str = ""
+    sample_count: int = 8
+    extra: dict = field(default_factory=dict)
+
+    # --- reading and writing -------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        if not isinstance(d, dict):
+            raise ConfigError("The config must be a JSON object (a dictionary of settings).")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(
+                f"Unknown setting(s): {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}."
+            )
+        config = cls(**d)
+        config._check_types()
+        return config
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"The config is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.")
+        return cls.from_dict(d)
+
+    @classmethod
+    def load(cls, path) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: {path}")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def save(self, path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    # --- checking ------------------------------------------------------------
+    def _check_types(self) -> None:
+        def want(name, types, label):
+            value = getattr(self, name)
+            # bool is an int in Python; a setting that wants a number should not take true/false.
+            if isinstance(value, bool) and bool not in types:
+                raise ConfigError(f"'{name}' must be {label}, not {json.dumps(value)}.")
+            if not isinstance(value, types):
+                raise ConfigError(f"'{name}' must be {label}, not {json.dumps(value, default=str)}.")
+
+        want("task", (str,), "a task name")
+        want("data", (str,), "the path of a dataset folder")
+        want("arch", (str,), "an architecture name")
+        want("pretrained", (bool,), "true or false")
+        for name in ("epochs", "batch_size", "image_size", "freeze_epochs", "seed", "num_workers", "sample_count"):
+            want(name, (int,), "a whole number")
+        if self.lr is not None:
+            want("lr", (int, float), "a number, or null to run the learning-rate finder")
+            self.lr = float(self.lr)
+        want("mixed_precision", (bool,), "true or false")
+        want("augment", (bool,), "true or false")
+        want("valid_pct", (int, float), "a fraction between 0 and 1")
+        want("weight_decay", (int, float), "a number")
+        want("monitor", (str,), "a metric name (or empty for the task's default)")
+        want("extra", (dict,), "a JSON object")
+
+    def validate(self) -> "RunConfig":
+        """Check settings and data; raise ConfigError with a readable reason."""
+        from .tasks import get_task  # late: tasks import this module
+
+        self._check_types()
+        task = get_task(self.task)
+        if self.epochs < 1:
+            raise ConfigError("'epochs' must be at least 1.")
+        if self.batch_size < 1:
+            raise ConfigError("'batch_size' must be at least 1.")
+        if not 16 <= self.image_size <= 2048:
+            raise ConfigError("'image_size' must be between 16 and 2048 pixels.")
+        if self.freeze_epochs < 0:
+            raise ConfigError("'freeze_epochs' must be 0 or more.")
+        if self.lr is not None and not 0 < self.lr < 10:
+            raise ConfigError("'lr' must be a positive learning rate below 10 (e.g. 0.003), or null.")
+        if not 0 < self.valid_pct < 1:
+            raise ConfigError("'valid_pct' must be a fraction between 0 and 1, e.g. 0.2.")
+        if self.num_workers < 0:
+            raise ConfigError("'num_workers' must be 0 or more.")
+        if not self.data:
+            raise ConfigError("'data' is empty: give the folder of a dataset.")
+        if not Path(self.data).is_dir():
+            raise ConfigError(f"Dataset folder not found: {self.data}")
+        task.validate(self)
+        return self

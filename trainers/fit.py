@@ -1,0 +1,180 @@
+"""fit(): one training run from a RunConfig to a folder of results.
+
+It wires the parts a task builds into a Learner, plans the phases (frozen head first when
+the body is pretrained, then everything with discriminative learning rates), resumes from
+`checkpoints/last.pt` when asked, and reports through a Reporter.
+"""
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from . import distributed
+from .callbacks import Callback, EpochSamples, ReportEvents, SaveCheckpoints
+from .config import RunConfig
+from .device import pick_device
+from .errors import ConfigError
+from .learner import Learner
+from .reporting import MultiReporter, Reporter
+from .run_files import RunFiles
+from .tasks import get_task
+
+
+def plan_phases(config: RunConfig, lr: float) -> list:
+    """[(name, epochs, lr)]: a pretrained body is first frozen while the new head learns
+    (fastai's fine_tune), then unfrozen with lower rates for early layers."""
+    if config.pretrained and config.freeze_epochs > 0:
+        frozen = min(config.freeze_epochs, config.epochs)
+        phases = [("frozen", frozen, lr)]
+        if config.epochs > frozen:
+            phases.append(("unfrozen", config.epochs - frozen, slice(lr / 200, lr / 2)))
+        return phases
+    return [("all", config.epochs, lr)]
+
+
+def _as_config(config) -> RunConfig:
+    config = RunConfig.from_dict(config) if isinstance(config, dict) else config
+    return config.validate()
+
+
+def _loaders(parts, config, device, ctx):
+    pin = device.type == "cuda"
+    workers = dict(num_workers=config.num_workers, persistent_workers=config.num_workers > 0, pin_memory=pin)
+    if ctx.enabled:
+        sampler = DistributedSampler(parts.train_ds, ctx.world, ctx.rank, shuffle=True, seed=config.seed, drop_last=True)
+        train = DataLoader(parts.train_ds, config.batch_size, sampler=sampler, drop_last=True, **workers)
+    else:
+        # drop_last: a last batch of one image breaks batch norm in training.
+        train = DataLoader(parts.train_ds, config.batch_size, shuffle=True, drop_last=True, **workers)
+    valid = DataLoader(parts.valid_ds, config.batch_size * 2, shuffle=False, **workers)
+    return train, valid
+
+
+class _SyncStop(Callback):
+    """Under DDP every rank must stop at the same batch, or the others wait forever."""
+    order = 40
+
+    def before_batch(self):
+        learn = self.learner
+        learn.stop = distributed.any_rank(learn.stop, learn.device)
+
+
+def _build(config, reporter, device, out_dir=None):
+    device = pick_device(device) if not isinstance(device, torch.device) else device
+    ctx, device = distributed.init_distributed(device)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank and every rerun
+    parts = get_task(config.task).build(config, device)
+    train_dl, valid_dl = _loaders(parts, config, device, ctx)
+    learner = Learner(parts.model, train_dl, valid_dl, parts.loss_fn, parts.metrics, device=device,
+                      mixed_precision=config.mixed_precision, weight_decay=config.weight_decay, seed=config.seed)
+    if ctx.enabled:
+        learner.model = torch.nn.parallel.DistributedDataParallel(
+            learner.model, device_ids=[device.index] if device.type == "cuda" else None)
+        learner.add_callbacks([_SyncStop()])
+    return ctx, device, parts, learner
+
+
+def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
+    """Run the LR finder for this config (head only when the body is pretrained)."""
+    config = _as_config(config)
+    reporter = reporter or Reporter()
+    ctx, device, parts, learner = _build(config, reporter, device)
+    try:
+        if config.pretrained and config.freeze_epochs > 0:
+            learner.freeze()
+        reporter.log(f"LR finder on {device}")
+        result = learner.lr_find()
+        if ctx.enabled:
+            result["suggestion"] = distributed.broadcast_float(result["suggestion"], device)
+        reporter.log(f"LR finder suggests {result['suggestion']:.2e} (the minimum's LR divided by 10)")
+        return result
+    finally:
+        distributed.shutdown()
+
+
+def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None) -> dict:
+    """Train `config` into `out_dir`; returns status ('completed' or 'stopped'), epochs_done,
+    best_metric, monitor, device and lr."""
+    config = _as_config(config)
+    out = Path(out_dir)
+    ckpt_dir = out / "checkpoints"
+    checkpoint = None
+    if resume:
+        last = ckpt_dir / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+
+    ctx, device, parts, learner = _build(config, reporter, device)
+    try:
+        files = RunFiles(out) if ctx.is_main else None
+        report = MultiReporter(files, reporter) if ctx.is_main else Reporter()
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            config.save(out / "config.json")
+
+        if checkpoint is not None:
+            learner.unwrapped.load_state_dict(checkpoint["model"])
+            lr = checkpoint["lr"]
+            if files:
+                files.keep_epochs_up_to(checkpoint["epoch"])
+            report.log(f"resuming after epoch {checkpoint['epoch']}")
+        elif config.lr is None:
+            if config.pretrained and config.freeze_epochs > 0:
+                learner.freeze()
+            found = learner.lr_find()
+            lr = found["suggestion"]
+            if ctx.enabled:
+                lr = distributed.broadcast_float(lr, device)
+            report.log(f"LR finder suggests {lr:.2e}; training with it")
+        else:
+            lr = config.lr
+
+        saver = SaveCheckpoints(ckpt_dir, parts.monitor, parts.higher_is_better)
+        if checkpoint is not None:
+            saver.best = checkpoint.get("best_metric")
+        if ctx.is_main:
+            learner.add_callbacks([saver, EpochSamples(parts.sample_fn, out / "samples", report.sample),
+                                   ReportEvents(report)])
+
+        phases = plan_phases(config, lr)
+        report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": len(learner.train_dl),
+                      "monitor": parts.monitor, "lr": lr, "task": config.task, "world_size": ctx.world,
+                      **{k: v for k, v in parts.info.items() if k == "classes"}})
+        report.status("running")
+        report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
+                   f"{parts.info.get('valid_count', '?')} validation items; lr {lr:.2e}")
+
+        first = 0
+        done_before = checkpoint["epoch"] if checkpoint else 0
+        for index, (name, epochs, phase_lr) in enumerate(phases):
+            end = first + epochs
+            if done_before >= end:  # this phase finished before the interruption
+                first = end
+                continue
+            if name == "frozen":
+                learner.freeze()
+            else:
+                learner.unfreeze()
+            learner.extra_state = {"phase": index, "lr": lr, "task": config.task, "info": parts.info,
+                                   "config": config.to_dict()}
+            resume_state = checkpoint if checkpoint is not None and first < done_before < end else None
+            report.log(f"phase {name}: epochs {first + 1}-{end}, lr {_fmt(phase_lr)}")
+            learner.fit_one_cycle(epochs, phase_lr, first_epoch=first, resume_state=resume_state)
+            if learner.stop:
+                break
+            first = end
+
+        status = "stopped" if learner.stop else "completed"
+        epochs_done = learner.epoch + (0 if learner.stop else 1) if learner.epoch_metrics else done_before
+        report.status(status)
+        return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best,
+                "monitor": parts.monitor, "device": str(device), "lr": lr}
+    finally:
+        distributed.shutdown()
+
+
+def _fmt(lr) -> str:
+    if isinstance(lr, slice):
+        return f"{lr.start:.2e}..{lr.stop:.2e}"
+    return f"{lr:.2e}"

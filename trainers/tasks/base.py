@@ -1,0 +1,30 @@
+"""What every task provides: a builder from RunConfig to the parts of a training run."""
+from dataclasses import dataclass, field
+from typing import Callable
+
+from torch import nn
+from torch.utils.data import Dataset
+
+
+@dataclass
+class TaskParts:
+    model: nn.Module
+    train_ds: Dataset
+    valid_ds: Dataset
+    loss_fn: Callable
+    metrics: list
+    monitor: str                      # metric that picks best.pt
+    higher_is_better: bool
+    sample_fn: Callable               # model -> PIL image of fixed validation items
+    info: dict = field(default_factory=dict)  # classes, normalisation... (kept in checkpoints)
+
+
+class Task:
+    name = ""
+    default_monitor = "valid_loss"
+
+    def validate(self, config) -> None:
+        """Raise ConfigError when the data cannot feed this task."""
+
+    def build(self, config, device) -> TaskParts:
+        raise NotImplementedError
