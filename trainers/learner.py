@@ -103,8 +103,12 @@ class Learner:
         `resume_state` (a checkpoint of this phase) continues it exactly."""
         self.make_optimizer(lr)
         max_lrs = self.lr_per_group(lr)
+        # torch's OneCycleLR needs a warm-up of more than one step and at least three steps:
+        # very short runs (a few tiny batches) get the smallest schedule that works.
+        total = max(epochs * len(self.train_dl), 3)
+        pct_start = max(pct_start, 1.01 / total)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(
-            self.opt, max_lr=max_lrs, total_steps=epochs * len(self.train_dl), pct_start=pct_start,
+            self.opt, max_lr=max_lrs, total_steps=total, pct_start=pct_start,
             anneal_strategy="cos", div_factor=div, final_div_factor=final_div,
             cycle_momentum=True, base_momentum=moms[1], max_momentum=moms[0])
         start = 0

@@ -1,0 +1,333 @@
+"""The scheduler: a queue of runs, N slots, one worker process per run.
+
+Everything it knows lives in the store, not in this object: a studio that restarts (or a
+second studio on the same workspace) sees the runs an earlier one started, by their pid
+and heartbeat, and neither starts them twice nor loses them. Closing the studio leaves
+runs going; a run whose process is gone is marked `interrupted` and can resume from its
+last checkpoint.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .store import Store
+from .workspace import Workspace, WorkspaceError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+STALE_S = 15.0          # a running run without a heartbeat for this long is dead or hung
+TERM_AFTER_S = 3.0      # stop(): the flag first; SIGTERM if the run is still going after this
+RESUMABLE = ("interrupted", "stopped", "failed")
+
+
+class JobError(ValueError):
+    """An action the scheduler refuses (delete a running run, resume without a checkpoint...)."""
+
+
+def _config_error(message: str):
+    from trainers.errors import ConfigError
+    return ConfigError(message)
+
+
+def gpu_count() -> int:
+    try:
+        import torch  # late: a few seconds, and only needed to count slots
+        return torch.cuda.device_count()
+    except Exception:
+        return 0
+
+
+def process_alive(pid, run_id: str) -> bool:
+    """Is `pid` a live worker for this run? A zombie or a pid the system gave to another
+    program since counts as gone (checked through /proc where there is one)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    proc = Path(f"/proc/{pid}")
+    if proc.is_dir():
+        try:
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, IndexError):
+            return False
+        if state == "Z" or b"studio.worker" not in argv or run_id.encode() not in argv:
+            return False
+    return True
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class Jobs:
+    def __init__(self, workspace, store: Store, slots: int | None = None):
+        self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
+        self.store = store
+        self._slots = slots
+        self._gpus = None
+        self._procs = {}  # run_id -> Popen, for the workers this object started
+        self._lock = threading.RLock()
+        self._halt = threading.Event()
+        self._thread = None
+
+    @property
+    def gpus(self) -> int:
+        if self._gpus is None:
+            self._gpus = gpu_count()
+        return self._gpus
+
+    @property
+    def slots(self) -> int:
+        """One run per GPU; one at a time on the CPU (two would only slow each other)."""
+        if self._slots is None:
+            self._slots = max(self.gpus, 1)
+        return self._slots
+
+    # --- new runs ----------------------------------------------------------------
+    def resolve_data(self, data) -> str:
+        """A dataset name means WORKSPACE/datasets/NAME; a path must lie inside the workspace."""
+        if not isinstance(data, str) or not data.strip():
+            raise _config_error("'data' is empty: choose a dataset.")
+        data = data.strip()
+        path = Path(data).expanduser()
+        if not path.is_absolute():
+            if "/" in data or "\\" in data:
+                raise _config_error(f"'data' must be a dataset name or an absolute path, not {data!r}.")
+            try:
+                path = self.ws.dataset_dir(data)
+            except WorkspaceError as e:
+                raise _config_error(str(e)) from None
+            if not path.is_dir():
+                raise _config_error(f"There is no dataset named {data!r} in {self.ws.datasets_dir}.")
+        elif not self.ws.contains(path):
+            raise _config_error(
+                f"The dataset folder {path} is outside the workspace {self.ws.root}; "
+                "import it in the Data tab first.")
+        return str(path.resolve())
+
+    def _checked(self, config: dict) -> dict:
+        from trainers import RunConfig
+
+        if not isinstance(config, dict):
+            raise _config_error("The config must be a dictionary of settings.")
+        config = dict(config)
+        config["data"] = self.resolve_data(config.get("data"))
+        return RunConfig.from_dict(config).validate().to_dict()
+
+    def submit(self, config: dict, name=None, kind: str = "train") -> str:
+        """Validate and queue a run; raises ConfigError (its message meant for the user)
+        before anything is created."""
+        if kind not in ("train", "lr_find"):
+            raise JobError(f"Unknown run kind {kind!r}: use 'train' or 'lr_find'.")
+        config = self._checked(config)
+        return self.store.create_run(config, name=name, kind=kind)["id"]
+
+    def clone(self, run_id: str, changes: dict | None = None) -> str:
+        record = self._record(run_id)
+        config = dict(record["config"])
+        config.update(changes or {})
+        return self.submit(config, name=f"{record['name']} (copy)", kind=record["kind"])
+
+    def _record(self, run_id) -> dict:
+        record = self.store.get_run(run_id)
+        if record is None:
+            raise JobError(f"There is no run {run_id!r}.")
+        return record
+
+    # --- the loop ------------------------------------------------------------------
+    def poll(self) -> None:
+        """Reap finished workers, mark dead runs interrupted, start queued runs in free slots."""
+        with self._lock:
+            self._reap()
+            self._mark_dead()
+            self._start_queued()
+
+    def _reap(self) -> None:
+        for run_id, proc in list(self._procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            del self._procs[run_id]
+            record = self.store.get_run(run_id)
+            if record and record["status"] == "running" and record.get("pid") in (None, proc.pid):
+                self._mark_gone(run_id, f"The worker process ended unexpectedly ({_exit_reason(code)})")
+
+    def _mark_dead(self) -> None:
+        now = time.time()
+        for record in self.store.list_runs():
+            if record["status"] != "running":
+                continue
+            run_id, pid = record["id"], record.get("pid")
+            # A run queued again keeps its old heartbeat: count from its new start as well.
+            last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
+            stale = now - last > STALE_S
+            if pid is None:
+                dead = stale  # claimed, its worker not started yet (or never started)
+                reason = "Its worker never started"
+            elif not process_alive(pid, run_id):
+                dead, reason = True, f"Its worker process (pid {pid}) is gone"
+            elif stale:
+                dead, reason = True, f"Its worker (pid {pid}) sent no heartbeat for {now - last:.0f} s and was ended"
+                self._kill(run_id, pid, signal.SIGKILL)
+            else:
+                dead = False
+            if dead:
+                self._mark_gone(run_id, reason)
+
+    def _mark_gone(self, run_id: str, reason: str) -> None:
+        # A run that was asked to stop and then died counts as stopped, not interrupted.
+        status = "stopped" if self.store.stop_requested(run_id) else "interrupted"
+        self.store.transition(run_id, status, error=reason + "; resume to continue from the last checkpoint.")
+
+    def _start_queued(self) -> None:
+        claimed = []
+        with self.store.transaction():  # two studios on one workspace must not fill one slot twice
+            records = self.store.list_runs()
+            running = [r for r in records if r["status"] == "running"]
+            used = {r.get("slot") for r in running}
+            free = [s for s in range(self.slots) if s not in used][:max(self.slots - len(running), 0)]
+            queued = sorted((r for r in records if r["status"] == "queued"), key=lambda r: (r["created"], r["id"]))
+            for record, slot in zip(queued, free):
+                if self.store.transition(record["id"], "running", slot=slot, pid=None):
+                    claimed.append((record["id"], slot))
+        for run_id, slot in claimed:
+            self._launch(run_id, slot)
+
+    def _launch(self, run_id: str, slot: int) -> None:
+        run_dir = self.ws.run_dir(run_id)
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        if self.gpus > 0:
+            env["CUDA_VISIBLE_DEVICES"] = str(slot % self.gpus)  # one GPU per slot
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with open(run_dir / "worker.log", "ab") as log:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "studio.worker", "--workspace", str(self.ws.root), run_id],
+                    cwd=str(PROJECT_ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL, start_new_session=True)
+        except OSError as e:
+            self.store.transition(run_id, "failed", error=f"Could not start the worker: {e}")
+            return
+        self._procs[run_id] = proc
+        self.store.update_run(run_id, pid=proc.pid)
+
+    # --- actions on one run ------------------------------------------------------------
+    def stop(self, run_id: str, grace: float = 10) -> None:
+        """A queued run is simply stopped. A running one is asked to stop (it finishes the
+        batch and keeps its last checkpoint), sent SIGTERM after a few seconds, and killed
+        after `grace` seconds. Returns at once; the escalation runs in a thread."""
+        record = self._record(run_id)
+        if record["status"] == "queued" and self.store.transition(run_id, "stopped"):
+            return
+        if self._record(run_id)["status"] != "running":
+            return
+        self.store.request_stop(run_id)
+        threading.Thread(target=self._escalate, args=(run_id, grace), daemon=True,
+                         name=f"stop-{run_id}").start()
+
+    def _escalate(self, run_id: str, grace: float) -> None:
+        began = time.monotonic()
+        sent_term = False
+        while True:
+            record = self.store.get_run(run_id)
+            if record is None or record["status"] != "running":
+                return
+            pid = record.get("pid")
+            waited = time.monotonic() - began
+            if waited >= grace:
+                break
+            if pid and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
+                self._kill(run_id, pid, signal.SIGTERM)
+                sent_term = True
+            time.sleep(0.2)
+        if pid:
+            self._kill(run_id, pid, signal.SIGKILL)
+            for _ in range(50):
+                if not process_alive(pid, run_id):
+                    break
+                time.sleep(0.1)
+        self.store.transition(run_id, "stopped", error=(
+            f"It did not stop within {grace:g} s and was killed; its last checkpoint is kept."))
+
+    def _kill(self, run_id: str, pid: int, sig) -> None:
+        """SIGTERM to the worker alone (it then stops cleanly); SIGKILL to its whole session,
+        data-loading processes included. Only a pid that is still this run's worker."""
+        proc = self._procs.get(run_id)
+        if proc is not None and proc.pid == pid:
+            if proc.poll() is not None:
+                return
+        elif not process_alive(pid, run_id):
+            return
+        try:
+            if sig == signal.SIGKILL and os.getpgid(pid) == pid:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def resume(self, run_id: str) -> None:
+        """Queue an interrupted, stopped or failed run again; it continues from
+        checkpoints/last.pt in the same folder under the same id."""
+        record = self._record(run_id)
+        if record["status"] not in RESUMABLE:
+            raise JobError(f"Only an interrupted, stopped or failed run can be resumed; this one is {record['status']}.")
+        if record["kind"] != "train":
+            raise JobError("A learning-rate finder has nothing to resume; run it again.")
+        last = self.ws.run_dir(run_id) / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
+                           "finished); clone it to start again.")
+        self._checked(record["config"])  # the dataset may have gone since
+        if not self.store.transition(run_id, "queued", resume=True):
+            raise JobError("The run changed meanwhile; look again.")
+
+    def delete(self, run_id: str) -> None:
+        """Forget a run and remove its folder; a running run must be stopped first."""
+        with self.store.transaction():
+            record = self.store.get_run(run_id)
+            if record is not None and record["status"] == "running":
+                raise JobError("This run is still running: stop it first, then delete it.")
+            self.store.delete_run(run_id)
+        self._procs.pop(run_id, None)
+        run_dir = self.ws.run_dir(run_id)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+
+    # --- background ----------------------------------------------------------------------
+    def start_background(self, interval: float = 1.0) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True, name="jobs")
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while True:
+            try:
+                self.poll()
+            except Exception as e:  # a busy store now and then must not end the scheduler
+                print(f"darkroom jobs: poll failed: {type(e).__name__}: {e}", file=sys.stderr)
+            if self._halt.wait(interval):
+                return
+
+    def shutdown(self) -> None:
+        """Stop polling. Runs keep going: a later studio finds them in the store."""
+        self._halt.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None

@@ -1,0 +1,226 @@
+"""One run in its own process: `python -m studio.worker --workspace DIR RUN_ID`.
+
+The scheduler starts one worker per run, so a crash in training cannot take the studio
+down and the GPU's memory is returned when the run ends. The worker reads the run's
+record from the store, trains through `trainers`, and reports into the store.
+"""
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from .store import Store
+from .workspace import Workspace
+
+HEARTBEAT_S = 2.0       # a slow batch must not look like a dead worker (the scheduler waits ~15 s)
+STOP_CHECK_S = 0.5      # should_stop() reads the disk at most this often
+FLUSH_S = 0.3           # batch losses are written in small bursts, not one transaction each
+SIGTERM_GRACE_S = 10.0  # after SIGTERM, give up on a clean stop after this long
+
+
+def _reporter_base():
+    from trainers.reporting import Reporter  # late: the heartbeat starts before torch loads
+    return Reporter
+
+
+def _higher_is_better(monitor: str) -> bool:
+    """Losses and error rates fall as a model improves; accuracy, dice, PSNR... rise."""
+    name = (monitor or "").lower()
+    return not ("loss" in name or "error" in name)
+
+
+def make_reporter(store: Store, run_id: str):
+    """A trainers Reporter that writes into the store (built late, after torch is loaded)."""
+
+    class StoreReporter(_reporter_base()):
+        def __init__(self):
+            self.store, self.run_id = store, run_id
+            self.monitor, self.higher, self.best = None, True, None
+            self.epochs = None
+            self._rows, self._last_flush = [], 0.0
+            self._last_check, self._stop = 0.0, False
+            self._first = None  # (time, step) of the first batch this process saw: for the ETA
+
+        def start(self, info):
+            self.monitor = info.get("monitor")
+            self.higher = info.get("higher_is_better", _higher_is_better(self.monitor))
+            self.epochs = info.get("epochs")
+            record = store.get_run(run_id) or {}
+            self.best = record.get("best_metric")  # a resumed run keeps its best so far
+            store.update_run(run_id, epochs=self.epochs, batches=info.get("batches_per_epoch"),
+                             monitor=self.monitor, device=_device_label(info.get("device")))
+
+        def batch(self, epoch, batch, batches, loss, lr):
+            now = time.monotonic()
+            step = (epoch - 1) * batches + batch
+            if self._first is None:
+                self._first = (now, step)
+            self._rows.append((epoch, batch, batches, loss, lr))
+            if now - self._last_flush >= FLUSH_S or batch == batches:
+                self.flush(self._eta(now, step, batches))
+
+        def _eta(self, now, step, batches):
+            t0, s0 = self._first
+            if not self.epochs or step <= s0:
+                return None
+            return (now - t0) / (step - s0) * max(self.epochs * batches - step, 0)
+
+        def flush(self, eta_s=None):
+            if self._rows:
+                rows, self._rows = self._rows, []
+                store.add_batch_losses(run_id, rows, eta_s=eta_s)
+                store.heartbeat(run_id)
+            self._last_flush = time.monotonic()
+
+        def epoch(self, metrics):
+            self.flush()
+            store.add_epoch_metrics(run_id, metrics)
+            value = metrics.get(self.monitor)
+            if isinstance(value, (int, float)):
+                if self.best is None or (value > self.best if self.higher else value < self.best):
+                    self.best = value
+                    store.update_run(run_id, best_metric=value)
+
+        def sample(self, epoch, path):
+            store.add_sample(run_id, epoch, path)
+
+        def log(self, line):
+            store.append_log(run_id, line)
+
+        def should_stop(self):
+            now = time.monotonic()
+            if not self._stop and now - self._last_check >= STOP_CHECK_S:
+                self._last_check = now
+                self._stop = store.stop_requested(run_id)
+            return self._stop
+
+    return StoreReporter()
+
+
+def _device_label(device) -> str | None:
+    """'cuda:2' for the physical GPU the scheduler gave this worker, not the 'cuda' it sees."""
+    if device is None:
+        return None
+    device = str(device)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+    if device.startswith("cuda") and visible.isdigit():
+        return f"cuda:{visible}"
+    return device
+
+
+def human_error(exc: BaseException) -> str:
+    from trainers.errors import ConfigError
+
+    if isinstance(exc, ConfigError):
+        return str(exc)
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, store, run_id):
+        super().__init__(daemon=True, name="heartbeat")
+        self.store, self.run_id = store, run_id
+        self.done = threading.Event()
+
+    def run(self):
+        while not self.done.is_set():
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception:  # a busy disk now and then must not end the run
+                pass
+            self.done.wait(HEARTBEAT_S)
+
+
+def _write_log(run_dir, text: str) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "log.txt").open("a", encoding="utf-8") as f:
+        f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + text.rstrip("\n") + "\n")
+
+
+def claim(store: Store, record: dict) -> bool:
+    """Mark the run as running in this process. The scheduler has usually claimed it already
+    (status running, pid of this process or not yet written); run by hand, it is still queued."""
+    run_id, pid = record["id"], os.getpid()
+    if record["status"] == "queued":
+        return store.transition(run_id, "running", pid=pid)
+    if record["status"] == "running" and record.get("pid") in (None, pid):
+        return store.update_run(run_id, pid=pid)
+    return False
+
+
+def run(workspace_dir, run_id: str) -> int:
+    ws = Workspace.open(workspace_dir)
+    store = Store(ws.store_dir)
+    record = store.get_run(run_id)
+    if record is None:
+        print(f"No run {run_id!r} in {ws.store_dir}", file=sys.stderr)
+        return 2
+    if not claim(store, record):
+        print(f"Run {run_id} is {record['status']}, not queued; nothing to do.", file=sys.stderr)
+        return 2
+    run_dir = ws.run_dir(run_id)
+    beat = Heartbeat(store, run_id)
+    store.heartbeat(run_id)
+    beat.start()
+    _on_sigterm(store, run_id)
+    try:
+        import trainers  # torch loads here, a few seconds; the heartbeat covers it
+        from trainers.device import pick_device
+
+        store.update_run(run_id, device=_device_label(pick_device()))
+        reporter = make_reporter(store, run_id)
+        config = trainers.RunConfig.from_dict(record["config"])
+        if record["kind"] == "lr_find":
+            result = trainers.find_lr(config, reporter)
+            status = "stopped" if store.stop_requested(run_id) else "completed"
+        else:
+            result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume")))
+            reporter.flush()
+            status = result["status"]
+        fields = {"result": result}
+        if result.get("best_metric") is not None:
+            fields["best_metric"] = result["best_metric"]
+        store.transition(run_id, status, **fields)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes a readable record
+        error = human_error(exc)
+        _write_log(run_dir, "run failed: " + error + "\n" + traceback.format_exc())
+        store.append_log(run_id, "failed: " + error)
+        store.transition(run_id, "failed", error=error)
+        return 1
+    finally:
+        beat.done.set()
+        store.close()
+
+
+def _on_sigterm(store, run_id):
+    """SIGTERM asks for a clean stop: fit ends at the next batch and keeps its checkpoint.
+    If that takes too long (a long validation pass), leave anyway, marked stopped."""
+
+    def give_up():
+        store.transition(run_id, "stopped", error="Stopped before the current epoch could finish.")
+        os._exit(143)
+
+    def handler(signum, frame):
+        store.request_stop(run_id)
+        timer = threading.Timer(SIGTERM_GRACE_S, give_up)
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.worker", description="Run one queued Darkroom run.")
+    parser.add_argument("--workspace", required=True, help="the studio's workspace folder")
+    parser.add_argument("run_id")
+    args = parser.parse_args(argv)
+    return run(args.workspace, args.run_id)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

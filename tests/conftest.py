@@ -1,0 +1,39 @@
+"""Shared test fixtures: small real datasets written to temporary folders."""
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# Tests never download: a missing weights file must fail fast, as it does offline.
+os.environ.setdefault("DARKROOM_OFFLINE", "1")
+
+COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
+
+
+def write_colour_classes(root: Path, per_class: int = 16, size: int = 32, classes=("red", "blue", "green"), seed=0) -> Path:
+    """Noisy solid-colour images, one folder per class: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    for name in classes:
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.array(COLOURS[name])[None, None, :] + rng.normal(0, 40, (size, size, 3))
+            Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(folder / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def colour_data(tmp_path) -> Path:
+    return write_colour_classes(tmp_path / "colours")
+
+
+def tiny_config(data, **changes) -> dict:
+    config = {"task": "classify", "data": str(data), "arch": "resnet18", "epochs": 2, "batch_size": 8,
+              "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
+    config.update(changes)
+    return config

@@ -1,0 +1,192 @@
+"""The scheduler and its workers: real processes training a tiny real model."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import tiny_config, write_colour_classes
+from studio.jobs import Jobs, JobError, process_alive
+from studio.store import Store
+from studio.workspace import Workspace
+from trainers import ConfigError, RunConfig
+
+WAIT_S = 150  # generous: the test machine's two cores are shared
+
+
+@pytest.fixture
+def ws(tmp_path):
+    ws = Workspace.open(tmp_path / "workspace")
+    write_colour_classes(ws.dataset_dir("colours"), per_class=12)
+    return ws
+
+
+@pytest.fixture
+def store(ws):
+    store = Store(ws.store_dir)
+    yield store
+    for record in store.list_runs():  # never leave a worker behind, whatever failed
+        if record["status"] == "running" and process_alive(record.get("pid"), record["id"]):
+            os.killpg(record["pid"], signal.SIGKILL)
+    store.close()
+
+
+def wait_for(jobs, condition, what, timeout=WAIT_S):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        jobs.poll()
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status(store, run_id):
+    return store.get_run(run_id)["status"]
+
+
+def test_runs_go_queued_running_completed_one_slot_at_a_time(ws, store):
+    jobs = Jobs(ws, store)  # default slots: 1 on a CPU-only machine, one per GPU otherwise
+    train = jobs.submit(tiny_config("colours"), name="first")
+    finder = jobs.submit(tiny_config("colours"), kind="lr_find")
+    assert status(store, train) == status(store, finder) == "queued"
+
+    wait_for(jobs, lambda: status(store, train) == "running", "the run to start")
+    if jobs.slots == 1:
+        assert status(store, finder) == "queued"  # waits for the slot
+    wait_for(jobs, lambda: status(store, train) != "running", "the run to end")
+    record = store.get_run(train)
+    assert record["status"] == "completed", (record["error"], store.log_tail(train))
+    assert record["config"]["data"] == str(ws.dataset_dir("colours"))
+    assert record["device"] and record["pid"] and record["ended"] >= record["started"]
+    assert record["monitor"] == "accuracy" and record["best_metric"] is not None
+    assert record["result"]["status"] == "completed" and record["result"]["epochs_done"] == 2
+    assert (record["epoch"], record["batch"]) == (2, record["batches"])
+
+    run_dir = ws.run_dir(train)
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert [m["epoch"] for m in store.epoch_metrics(train)] == [1, 2]
+    assert [e for e, _ in store.samples(train)] == [1, 2]
+    assert all(os.path.isfile(path) for _, path in store.samples(train))
+    assert len(store.batch_losses(train)) == 2 * record["batches"]
+    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "worker.log").is_file()
+    assert any("phase" in line for line in store.log_tail(train))
+
+    wait_for(jobs, lambda: status(store, finder) not in ("queued", "running"), "the LR finder")
+    found = store.get_run(finder)
+    assert found["status"] == "completed", found["error"]
+    curve = found["result"]
+    assert len(curve["lrs"]) == len(curve["losses"]) > 5 and curve["lrs"][0] <= curve["suggestion"] <= curve["lrs"][-1]
+
+    # Clone with changes: validated like a new run; a queued run is simply stopped.
+    clone = jobs.clone(train, {"epochs": 1})
+    assert store.get_run(clone)["config"]["epochs"] == 1 and store.get_run(clone)["name"] == "first (copy)"
+    with pytest.raises(ConfigError, match="batch size"):
+        jobs.clone(train, {"batch_size": 500})
+    jobs.stop(clone)
+    assert status(store, clone) == "stopped"
+    with pytest.raises(JobError, match="no checkpoint"):
+        jobs.resume(clone)
+    with pytest.raises(JobError, match="completed"):
+        jobs.resume(train)
+    jobs.delete(train)
+    assert store.get_run(train) is None and not run_dir.exists()
+
+
+def test_bad_config_is_refused_before_anything_is_created(ws, store):
+    jobs = Jobs(ws, store, slots=1)
+    too_big = tiny_config("colours", batch_size=500)
+    with pytest.raises(ConfigError) as refused:
+        jobs.submit(too_big)
+    with pytest.raises(ConfigError) as direct:
+        RunConfig.from_dict(dict(too_big, data=str(ws.dataset_dir("colours")))).validate()
+    assert str(refused.value) == str(direct.value)  # the trainers' message, unchanged
+    with pytest.raises(ConfigError, match="no dataset named 'nothing'"):
+        jobs.submit(tiny_config("nothing"))
+    with pytest.raises(ConfigError, match="Unknown setting"):
+        jobs.submit(dict(tiny_config("colours"), speed=11))
+    with pytest.raises(ConfigError, match="outside the workspace"):
+        jobs.submit(tiny_config(write_colour_classes(ws.root.parent / "elsewhere", per_class=4)))
+    with pytest.raises(ConfigError, match="not allowed"):
+        jobs.submit(tiny_config(".."))
+    jobs.poll()
+    assert store.list_runs() == [] and list(ws.runs_dir.iterdir()) == []
+
+
+def test_stop_ends_a_running_run_cleanly_and_keeps_its_checkpoint(ws, store):
+    jobs = Jobs(ws, store, slots=1)
+    run_id = jobs.submit(tiny_config("colours", epochs=50))
+    wait_for(jobs, lambda: store.epoch_metrics(run_id), "the first epoch")
+    with pytest.raises(JobError, match="stop it first"):
+        jobs.delete(run_id)
+
+    jobs.stop(run_id, grace=60)
+    wait_for(jobs, lambda: status(store, run_id) != "running", "the run to stop", timeout=60)
+    record = store.get_run(run_id)
+    assert record["status"] == "stopped" and record["error"] is None  # stopped by the flag, not killed
+    assert record["result"]["status"] == "stopped" and record["result"]["epochs_done"] < 50
+    assert (ws.run_dir(run_id) / "checkpoints" / "last.pt").is_file()
+    wait_for(jobs, lambda: not process_alive(record["pid"], run_id), "the worker to exit", timeout=20)
+    jobs.delete(run_id)
+    assert not ws.run_dir(run_id).exists()
+
+
+def worker_processes(run_id):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"studio.worker" in argv and run_id.encode() in argv and process_alive(int(entry), run_id):
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts worker processes through /proc")
+def test_restart_keeps_a_live_run_and_a_killed_worker_is_interrupted_then_resumed(ws, store):
+    first = Jobs(ws, store, slots=1)
+    first.start_background(interval=0.2)
+    run_id = first.submit(tiny_config("colours", epochs=8))
+    queued_next = first.submit(tiny_config("colours", epochs=1))
+    deadline = time.monotonic() + WAIT_S
+    while not store.epoch_metrics(run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.shutdown()  # the studio closes; the run goes on
+
+    # A new studio on the same workspace: it adopts the run and starts nothing twice.
+    second_store = Store(ws.store_dir)
+    second = Jobs(ws, second_store, slots=1)
+    for _ in range(3):
+        second.poll()
+        time.sleep(0.2)
+    record = second_store.get_run(run_id)
+    assert record["status"] == "running", record["error"]
+    assert worker_processes(run_id) == [record["pid"]]
+    assert status(second_store, queued_next) == "queued"  # the one slot is taken
+
+    os.killpg(record["pid"], signal.SIGKILL)
+    killed = time.monotonic()
+    wait_for(second, lambda: status(second_store, run_id) != "running", "the dead run to be noticed", timeout=20)
+    assert time.monotonic() - killed < 10
+    record = second_store.get_run(run_id)
+    assert record["status"] == "interrupted" and "gone" in record["error"]
+    done = len(second_store.epoch_metrics(run_id))
+    assert done < 8
+
+    second.resume(run_id)
+    assert second_store.get_run(run_id)["resume"] is True
+    # The queued-next run was first in line and runs first; then the resumed one.
+    wait_for(second, lambda: status(second_store, run_id) in ("completed", "failed"), "the resumed run")
+    record = second_store.get_run(run_id)
+    assert record["status"] == "completed", (record["error"], second_store.log_tail(run_id))
+    assert [m["epoch"] for m in second_store.epoch_metrics(run_id)] == list(range(1, 9))
+    lines = (ws.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 9))
+    assert any(f"resuming after epoch" in line for line in second_store.log_tail(run_id, 200))
+    assert status(second_store, queued_next) == "completed"
+    second_store.close()

@@ -1,0 +1,112 @@
+import math
+
+import torch
+
+from trainers import RunConfig
+from trainers.callbacks import Callback
+from trainers.fit import _build
+from conftest import tiny_config
+
+
+def make_learner(data, **changes):
+    config = RunConfig.from_dict(tiny_config(data, **changes)).validate()
+    ctx, device, parts, learner = _build(config, None, "cpu")
+    return learner
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.events, self.losses, self.lrs, self.moms = [], [], [], []
+
+    def __getattr__(self, name):
+        if name in ("before_fit", "before_epoch", "before_validate", "after_validate", "after_epoch", "after_fit"):
+            return lambda: self.events.append(name)
+        raise AttributeError(name)
+
+    def after_batch(self):
+        self.losses.append(self.learner.loss_value)
+        self.lrs.append(self.learner.batch_lr)
+        self.moms.append(self.learner.opt.param_groups[-1]["betas"][0])
+
+
+def test_loss_falls_and_events_fire_in_order(colour_data):
+    learner = make_learner(colour_data)
+    before = learner.validate()["valid_loss"]
+    rec = Recorder()
+    learner.add_callbacks([rec])
+    learner.fit_one_cycle(3, 3e-3)
+    events = list(rec.events)
+    after = learner.validate()
+    assert after["valid_loss"] < before
+    assert sum(rec.losses[-3:]) / 3 < sum(rec.losses[:3]) / 3
+    assert after["accuracy"] >= 0.8
+    assert events[0] == "before_fit" and events[-1] == "after_fit"
+    assert events[1:6] == ["before_epoch", "before_validate", "after_validate", "after_epoch", "before_epoch"]
+
+
+def test_one_cycle_warms_up_then_anneals_with_momentum_opposite(colour_data):
+    learner = make_learner(colour_data)
+    rec = Recorder()
+    learner.add_callbacks([rec])
+    learner.fit_one_cycle(4, 1e-2)
+    lrs, moms = rec.lrs, rec.moms
+    peak = lrs.index(max(lrs))
+    assert math.isclose(lrs[0], 1e-2 / 25, rel_tol=1e-6)
+    assert 0.15 <= peak / len(lrs) <= 0.35
+    assert lrs[-1] < 1e-2 / 1000
+    assert moms[0] > moms[peak] and moms[-1] > moms[peak]  # momentum falls as lr rises
+    assert all(a <= b for a, b in zip(lrs[:peak], lrs[1:peak + 1]))
+
+
+def test_lr_finder_suggestion_is_finite_and_inside_its_sweep(colour_data):
+    learner = make_learner(colour_data)
+    weights = {k: v.clone() for k, v in learner.model.state_dict().items()}
+    result = learner.lr_find(num=60)
+    assert len(result["lrs"]) == len(result["losses"]) > 10
+    assert math.isfinite(result["suggestion"])
+    assert result["lrs"][0] <= result["suggestion"] <= result["lrs"][-1]
+    assert all(torch.equal(v, learner.model.state_dict()[k]) for k, v in weights.items())
+
+
+def conv_weights(module):
+    return [m.weight.detach().clone() for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+
+
+def test_freeze_keeps_body_and_unfreeze_moves_it(colour_data):
+    learner = make_learner(colour_data)
+    body = learner.model.body
+    head_before = learner.model.head[-1].weight.detach().clone()
+    before = conv_weights(body)
+    learner.freeze()
+    learner.fit_one_cycle(1, 1e-2)
+    assert all(torch.equal(a, b) for a, b in zip(before, conv_weights(body)))
+    assert not torch.equal(head_before, learner.model.head[-1].weight)
+    learner.unfreeze()
+    learner.fit_one_cycle(1, slice(1e-4, 1e-2))
+    assert any(not torch.equal(a, b) for a, b in zip(before, conv_weights(body)))
+
+
+def test_discriminative_rates_spread_over_groups(colour_data):
+    learner = make_learner(colour_data)
+    lrs = learner.lr_per_group(slice(1e-5, 1e-3))
+    assert len(lrs) == 3
+    assert math.isclose(lrs[0], 1e-5) and math.isclose(lrs[1], 1e-4) and math.isclose(lrs[2], 1e-3)
+    learner.make_optimizer(slice(1e-5, 1e-3))
+    assert [g["lr"] for g in learner.opt.param_groups] == lrs
+
+
+def test_should_stop_ends_between_batches(colour_data):
+    learner = make_learner(colour_data)
+
+    class StopAfterTwo(Callback):
+        seen = 0
+
+        def after_batch(self):
+            self.seen += 1
+            if self.seen == 2:
+                self.learner.stop = True
+
+    stopper = StopAfterTwo()
+    learner.add_callbacks([stopper])
+    learner.fit_one_cycle(3, 1e-3)
+    assert learner.stop and stopper.seen == 2 and learner.epoch == 0
