@@ -20,6 +20,7 @@ from .workspace import Workspace, WorkspaceError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STALE_S = 15.0          # a running run without a heartbeat for this long is dead or hung
+SUSPEND_GAP_S = 5.0     # polls this far apart: the studio (or the machine) was asleep
 TERM_AFTER_S = 3.0      # stop(): the flag first; SIGTERM if the run is still going after this
 RESUMABLE = ("interrupted", "stopped", "failed")
 
@@ -59,8 +60,11 @@ def process_alive(pid, run_id: str) -> bool:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except (OSError, IndexError):
             return False
-        if state == "Z" or b"studio.worker" not in argv or run_id.encode() not in argv:
+        if state == "Z":
             return False
+        if any(argv) and (b"studio.worker" not in argv or run_id.encode() not in argv):
+            return False  # the pid now belongs to another program
+        # (An empty command line: the process is exiting; it counts as alive until it is gone.)
     return True
 
 
@@ -83,6 +87,8 @@ class Jobs:
         self._lock = threading.RLock()
         self._halt = threading.Event()
         self._thread = None
+        self._last_poll = None
+        self._trust_stale_at = 0.0
 
     @property
     def gpus(self) -> int:
@@ -152,8 +158,14 @@ class Jobs:
     def poll(self) -> None:
         """Reap finished workers, mark dead runs interrupted, start queued runs in free slots."""
         with self._lock:
+            now = time.monotonic()
+            if self._last_poll is None or now - self._last_poll > SUSPEND_GAP_S:
+                # After a sleep every heartbeat looks old: give the workers time to beat again
+                # before judging anyone by staleness (a vanished pid is still judged at once).
+                self._trust_stale_at = now + SUSPEND_GAP_S
+            self._last_poll = now
             self._reap()
-            self._mark_dead()
+            self._mark_dead(trust_staleness=now >= self._trust_stale_at)
             self._start_queued()
 
     def _reap(self) -> None:
@@ -166,7 +178,7 @@ class Jobs:
             if record and record["status"] == "running" and record.get("pid") in (None, proc.pid):
                 self._mark_gone(run_id, f"The worker process ended unexpectedly ({_exit_reason(code)})")
 
-    def _mark_dead(self) -> None:
+    def _mark_dead(self, trust_staleness: bool = True) -> None:
         now = time.time()
         for record in self.store.list_runs():
             if record["status"] != "running":
@@ -174,7 +186,7 @@ class Jobs:
             run_id, pid = record["id"], record.get("pid")
             # A run queued again keeps its old heartbeat: count from its new start as well.
             last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
-            stale = now - last > STALE_S
+            stale = trust_staleness and now - last > STALE_S
             if pid is None:
                 dead = stale  # claimed, its worker not started yet (or never started)
                 reason = "Its worker never started"
@@ -194,12 +206,12 @@ class Jobs:
         self.store.transition(run_id, status, error=reason + "; resume to continue from the last checkpoint.")
 
     def _start_queued(self) -> None:
-        claimed = []
+        claimed, slots = [], self.slots  # counting GPUs imports torch: not inside the lock
         with self.store.transaction():  # two studios on one workspace must not fill one slot twice
             records = self.store.list_runs()
             running = [r for r in records if r["status"] == "running"]
             used = {r.get("slot") for r in running}
-            free = [s for s in range(self.slots) if s not in used][:max(self.slots - len(running), 0)]
+            free = [s for s in range(slots) if s not in used][:max(slots - len(running), 0)]
             queued = sorted((r for r in records if r["status"] == "queued"), key=lambda r: (r["created"], r["id"]))
             for record, slot in zip(queued, free):
                 if self.store.transition(record["id"], "running", slot=slot, pid=None):

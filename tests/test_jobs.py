@@ -1,18 +1,30 @@
 """The scheduler and its workers: real processes training a tiny real model."""
 import json
 import os
+import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import tiny_config, write_colour_classes
+from studio import jobs as jobs_module
 from studio.jobs import Jobs, JobError, process_alive
 from studio.store import Store
+from studio.worker import human_error
 from studio.workspace import Workspace
 from trainers import ConfigError, RunConfig
 
 WAIT_S = 150  # generous: the test machine's two cores are shared
+
+
+@pytest.fixture(autouse=True)
+def one_thread_per_worker(monkeypatch):
+    # Workers inherit this: on the shared 2-core test machine, torch's default threads
+    # spin against each other and make every batch several times slower.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture
@@ -43,6 +55,11 @@ def wait_for(jobs, condition, what, timeout=WAIT_S):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def worker_log(ws, run_id):
+    path = ws.run_dir(run_id) / "worker.log"
+    return path.read_text() if path.is_file() else "(no worker.log)"
+
+
 def status(store, run_id):
     return store.get_run(run_id)["status"]
 
@@ -58,7 +75,7 @@ def test_runs_go_queued_running_completed_one_slot_at_a_time(ws, store):
         assert status(store, finder) == "queued"  # waits for the slot
     wait_for(jobs, lambda: status(store, train) != "running", "the run to end")
     record = store.get_run(train)
-    assert record["status"] == "completed", (record["error"], store.log_tail(train))
+    assert record["status"] == "completed", (record["error"], worker_log(ws, train))
     assert record["config"]["data"] == str(ws.dataset_dir("colours"))
     assert record["device"] and record["pid"] and record["ended"] >= record["started"]
     assert record["monitor"] == "accuracy" and record["best_metric"] is not None
@@ -116,22 +133,88 @@ def test_bad_config_is_refused_before_anything_is_created(ws, store):
     assert store.list_runs() == [] and list(ws.runs_dir.iterdir()) == []
 
 
-def test_stop_ends_a_running_run_cleanly_and_keeps_its_checkpoint(ws, store):
+def test_sigterm_and_stop_end_a_run_cleanly_and_it_resumes_between(ws, store):
     jobs = Jobs(ws, store, slots=1)
     run_id = jobs.submit(tiny_config("colours", epochs=50))
+    last_pt = ws.run_dir(run_id) / "checkpoints" / "last.pt"
+
+    # SIGTERM (the system shutting down, say) asks for a clean stop.
     wait_for(jobs, lambda: store.epoch_metrics(run_id), "the first epoch")
+    pid = store.get_run(run_id)["pid"]
+    os.kill(pid, signal.SIGTERM)
+    wait_for(jobs, lambda: status(store, run_id) != "running", "the run to stop", timeout=60)
+    record = store.get_run(run_id)
+    assert record["status"] == "stopped" and record["error"] is None, (record["error"], worker_log(ws, run_id))
+    assert record["result"]["status"] == "stopped" and last_pt.is_file()
+    wait_for(jobs, lambda: not process_alive(pid, run_id), "the worker to exit", timeout=20)
+
+    # Resumed, it goes on from its checkpoint; the studio's stop() ends it cleanly again.
+    done = len(store.epoch_metrics(run_id))
+    jobs.resume(run_id)
+    wait_for(jobs, lambda: len(store.epoch_metrics(run_id)) > done, "an epoch after resuming")
+    assert status(store, run_id) == "running"
     with pytest.raises(JobError, match="stop it first"):
         jobs.delete(run_id)
-
     jobs.stop(run_id, grace=60)
     wait_for(jobs, lambda: status(store, run_id) != "running", "the run to stop", timeout=60)
     record = store.get_run(run_id)
-    assert record["status"] == "stopped" and record["error"] is None  # stopped by the flag, not killed
-    assert record["result"]["status"] == "stopped" and record["result"]["epochs_done"] < 50
-    assert (ws.run_dir(run_id) / "checkpoints" / "last.pt").is_file()
+    assert record["status"] == "stopped" and record["error"] is None  # by the flag, not killed
+    assert record["result"]["epochs_done"] < 50 and last_pt.is_file()
+    epochs = [m["epoch"] for m in store.epoch_metrics(run_id)]
+    assert epochs == list(range(1, len(epochs) + 1))
     wait_for(jobs, lambda: not process_alive(record["pid"], run_id), "the worker to exit", timeout=20)
     jobs.delete(run_id)
-    assert not ws.run_dir(run_id).exists()
+    assert store.get_run(run_id) is None and not ws.run_dir(run_id).exists()
+
+
+def test_a_run_whose_data_vanished_fails_with_a_readable_error(ws, store):
+    jobs = Jobs(ws, store, slots=1)
+    run_id = jobs.submit(tiny_config("colours"))
+    shutil.rmtree(ws.dataset_dir("colours"))
+    wait_for(jobs, lambda: status(store, run_id) not in ("queued", "running"), "the run to end")
+    record = store.get_run(run_id)
+    assert record["status"] == "failed"
+    assert record["error"] == f"Dataset folder not found: {ws.dataset_dir('colours')}"  # the ConfigError, as is
+    log = (ws.run_dir(run_id) / "log.txt").read_text()
+    assert "Traceback" in log and "ConfigError" in log
+    with pytest.raises(JobError, match="no checkpoint"):
+        jobs.resume(run_id)
+
+
+def test_human_error_is_one_line():
+    assert human_error(ConfigError("The batch size is too large.")) == "The batch size is too large."
+    assert human_error(RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")) == \
+        "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
+    assert human_error(KeyError()) == "KeyError"
+
+
+def test_a_silent_worker_is_ended_and_a_stranger_with_its_pid_is_left_alone(ws, store, monkeypatch):
+    monkeypatch.setattr(jobs_module, "SUSPEND_GAP_S", 0.5)
+    jobs = Jobs(ws, store, slots=2)
+    silent_id = jobs.submit(tiny_config("colours"))
+    reused_id = jobs.submit(tiny_config("colours"))
+    sleep = [sys.executable, "-c", "import time; time.sleep(120)"]
+    silent = subprocess.Popen(sleep + ["studio.worker", silent_id], start_new_session=True)  # looks like its worker
+    stranger = subprocess.Popen(sleep, start_new_session=True)  # the system gave the pid to another program
+    try:
+        assert store.transition(silent_id, "running", pid=silent.pid, slot=0, started=time.time() - 60)
+        assert store.transition(reused_id, "running", pid=stranger.pid, slot=1)
+        store.heartbeat(reused_id)
+
+        jobs.poll()  # the first look after a (re)start judges pids, not heartbeats
+        record = store.get_run(reused_id)
+        assert record["status"] == "interrupted" and "gone" in record["error"]
+        assert stranger.poll() is None  # not ours: never signalled
+        assert status(store, silent_id) == "running"
+
+        wait_for(jobs, lambda: status(store, silent_id) != "running", "the silent run to be ended", timeout=20)
+        record = store.get_run(silent_id)
+        assert record["status"] == "interrupted" and "no heartbeat" in record["error"]
+        assert silent.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        for proc in (silent, stranger):
+            proc.kill()
+            proc.wait()
 
 
 def worker_processes(run_id):
@@ -149,9 +232,11 @@ def worker_processes(run_id):
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="counts worker processes through /proc")
 def test_restart_keeps_a_live_run_and_a_killed_worker_is_interrupted_then_resumed(ws, store):
+    write_colour_classes(ws.dataset_dir("more"), per_class=40)  # 12 batches an epoch: time to kill mid-epoch
+    epochs = 5
     first = Jobs(ws, store, slots=1)
     first.start_background(interval=0.2)
-    run_id = first.submit(tiny_config("colours", epochs=8))
+    run_id = first.submit(tiny_config("more", epochs=epochs))
     queued_next = first.submit(tiny_config("colours", epochs=1))
     deadline = time.monotonic() + WAIT_S
     while not store.epoch_metrics(run_id) and time.monotonic() < deadline:
@@ -169,24 +254,33 @@ def test_restart_keeps_a_live_run_and_a_killed_worker_is_interrupted_then_resume
     assert worker_processes(run_id) == [record["pid"]]
     assert status(second_store, queued_next) == "queued"  # the one slot is taken
 
+    def mid_epoch():
+        # Kill well inside an epoch, so the kill cannot land while an epoch is being saved.
+        r = second_store.get_run(run_id)
+        return r["epoch"] >= 2 and len(second_store.epoch_metrics(run_id)) == r["epoch"] - 1 \
+            and r["batch"] <= r["batches"] - 4
+
+    wait_for(second, mid_epoch, "the run to be inside an epoch")
     os.killpg(record["pid"], signal.SIGKILL)
     killed = time.monotonic()
     wait_for(second, lambda: status(second_store, run_id) != "running", "the dead run to be noticed", timeout=20)
     assert time.monotonic() - killed < 10
     record = second_store.get_run(run_id)
     assert record["status"] == "interrupted" and "gone" in record["error"]
-    done = len(second_store.epoch_metrics(run_id))
-    assert done < 8
+    assert len(second_store.epoch_metrics(run_id)) < epochs
 
     second.resume(run_id)
     assert second_store.get_run(run_id)["resume"] is True
-    # The queued-next run was first in line and runs first; then the resumed one.
+    # The run queued earlier is first in line now; the resumed one follows.
     wait_for(second, lambda: status(second_store, run_id) in ("completed", "failed"), "the resumed run")
     record = second_store.get_run(run_id)
-    assert record["status"] == "completed", (record["error"], second_store.log_tail(run_id))
-    assert [m["epoch"] for m in second_store.epoch_metrics(run_id)] == list(range(1, 9))
-    lines = (ws.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, 9))
-    assert any(f"resuming after epoch" in line for line in second_store.log_tail(run_id, 200))
+    assert record["status"] == "completed", (record["error"], worker_log(ws, run_id))
     assert status(second_store, queued_next) == "completed"
+    assert [m["epoch"] for m in second_store.epoch_metrics(run_id)] == list(range(1, epochs + 1))
+    lines = (ws.run_dir(run_id) / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == list(range(1, epochs + 1))
+    assert [e for e, _ in second_store.samples(run_id)] == list(range(1, epochs + 1))
+    assert any("resuming after epoch" in line for line in second_store.log_tail(run_id, 200))
+    steps = [p["step"] for p in second_store.batch_losses(run_id)]
+    assert steps == list(range(1, epochs * record["batches"] + 1))  # the repeated steps replaced, none twice
     second_store.close()

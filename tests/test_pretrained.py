@@ -1,0 +1,56 @@
+"""Pretrained weights through torchvision's API, from a file the test writes into TORCH_HOME."""
+import subprocess
+import sys
+import json
+
+import pytest
+import torch
+import torchvision
+
+from trainers import WeightsUnavailable
+from trainers.models import ResNetClassifier, weights_file
+from conftest import ROOT, tiny_config
+
+
+def write_fake_weights(arch):
+    """A real torchvision state dict of `arch` (seeded random values) where torch looks for it."""
+    torch.manual_seed(123)
+    state = torchvision.models.get_model(arch, weights=None).state_dict()
+    path = weights_file(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state
+
+
+def test_weights_load_from_torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    assert str(weights_file("resnet18")).startswith(str(tmp_path / "hub" / "checkpoints"))
+    state = write_fake_weights("resnet18")
+    model = ResNetClassifier("resnet18", 3, pretrained=True)
+    assert torch.equal(model.body[0].weight, state["conv1.weight"])
+    assert torch.equal(model.body[7][1].conv2.weight, state["layer4.1.conv2.weight"])
+
+
+def test_missing_weights_fail_at_once_naming_file_and_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    with pytest.raises(WeightsUnavailable) as info:
+        ResNetClassifier("resnet34", 3, pretrained=True)
+    message = str(info.value)
+    path = weights_file("resnet34")
+    assert path.name in message and str(path.parent) in message and "pretrained off" in message
+
+
+def test_cli_exits_with_one_line_reason(tmp_path, colour_data):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps(tiny_config(colour_data, pretrained=True)))
+    env = {"TORCH_HOME": str(tmp_path / "empty"), "DARKROOM_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-m", "trainers", str(config), "--out", str(tmp_path / "out")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Pretrained weights for resnet18")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(tiny_config(colour_data, task="nope")))
+    done = subprocess.run([sys.executable, "-m", "trainers", str(bad), "--out", str(tmp_path / "o2")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.startswith("error: Unknown task 'nope'")
