@@ -19,11 +19,7 @@ HEARTBEAT_S = 2.0       # a slow batch must not look like a dead worker (the sch
 STOP_CHECK_S = 0.5      # should_stop() reads the disk at most this often
 FLUSH_S = 0.3           # batch losses are written in small bursts, not one transaction each
 SIGTERM_GRACE_S = 10.0  # after SIGTERM, give up on a clean stop after this long
-
-
-def _reporter_base():
-    from trainers.reporting import Reporter  # late: the heartbeat starts before torch loads
-    return Reporter
+MAX_ERROR_CHARS = 400   # a run's error is one line for a table; the traceback goes to log.txt
 
 
 def _higher_is_better(monitor: str) -> bool:
@@ -32,72 +28,92 @@ def _higher_is_better(monitor: str) -> bool:
     return not ("loss" in name or "error" in name)
 
 
-def make_reporter(store: Store, run_id: str):
-    """A trainers Reporter that writes into the store (built late, after torch is loaded)."""
+class StoreReporting:
+    """What StoreReporter does: every Reporter call becomes a small write into the store.
+    (The class itself, a trainers Reporter, is made on first use: see `__getattr__`.)"""
 
-    class StoreReporter(_reporter_base()):
-        def __init__(self):
-            self.store, self.run_id = store, run_id
-            self.monitor, self.higher, self.best = None, True, None
-            self.epochs = None
-            self._rows, self._last_flush = [], 0.0
-            self._last_check, self._stop = 0.0, False
-            self._first = None  # (time, step) of the first batch this process saw: for the ETA
+    def __init__(self, store: Store, run_id: str):
+        self.store, self.run_id = store, run_id
+        self.monitor, self.higher, self.best = None, True, None
+        self.epochs = None
+        self._rows, self._last_flush = [], 0.0
+        self._last_check, self._stop = float("-inf"), False
+        self._first = None  # (time, step) of the first batch this process saw: for the ETA
 
-        def start(self, info):
-            self.monitor = info.get("monitor")
-            self.higher = info.get("higher_is_better", _higher_is_better(self.monitor))
-            self.epochs = info.get("epochs")
-            record = store.get_run(run_id) or {}
-            self.best = record.get("best_metric")  # a resumed run keeps its best so far
-            store.update_run(run_id, epochs=self.epochs, batches=info.get("batches_per_epoch"),
-                             monitor=self.monitor, device=_device_label(info.get("device")))
+    def start(self, info):
+        self.monitor = info.get("monitor")
+        self.higher = info.get("higher_is_better", _higher_is_better(self.monitor))
+        self.epochs = info.get("epochs")
+        record = self.store.get_run(self.run_id) or {}
+        self.best = record.get("best_metric")  # a resumed run keeps its best so far
+        self.store.update_run(self.run_id, epochs=self.epochs, batches=info.get("batches_per_epoch"),
+                              monitor=self.monitor, device=_device_label(info.get("device")))
 
-        def batch(self, epoch, batch, batches, loss, lr):
-            now = time.monotonic()
-            step = (epoch - 1) * batches + batch
-            if self._first is None:
-                self._first = (now, step)
-            self._rows.append((epoch, batch, batches, loss, lr))
-            if now - self._last_flush >= FLUSH_S or batch == batches:
-                self.flush(self._eta(now, step, batches))
+    def batch(self, epoch, batch, batches, loss, lr):
+        now = time.monotonic()
+        step = (epoch - 1) * batches + batch
+        if self._first is None:
+            self._first = (now, step)
+        self._rows.append((epoch, batch, batches, loss, lr))
+        if now - self._last_flush >= FLUSH_S or batch == batches:
+            self.flush(self._eta(now, step, batches))
 
-        def _eta(self, now, step, batches):
-            t0, s0 = self._first
-            if not self.epochs or step <= s0:
-                return None
-            return (now - t0) / (step - s0) * max(self.epochs * batches - step, 0)
+    def _eta(self, now, step, batches):
+        t0, s0 = self._first
+        if not self.epochs or step <= s0:
+            return None
+        return (now - t0) / (step - s0) * max(self.epochs * batches - step, 0)
 
-        def flush(self, eta_s=None):
-            if self._rows:
-                rows, self._rows = self._rows, []
-                store.add_batch_losses(run_id, rows, eta_s=eta_s)
-                store.heartbeat(run_id)
-            self._last_flush = time.monotonic()
+    def flush(self, eta_s=None):
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self.store.add_batch_losses(self.run_id, rows, eta_s=eta_s)
+            self.store.heartbeat(self.run_id)
+        self._last_flush = time.monotonic()
 
-        def epoch(self, metrics):
-            self.flush()
-            store.add_epoch_metrics(run_id, metrics)
-            value = metrics.get(self.monitor)
-            if isinstance(value, (int, float)):
-                if self.best is None or (value > self.best if self.higher else value < self.best):
-                    self.best = value
-                    store.update_run(run_id, best_metric=value)
+    def epoch(self, metrics):
+        self.flush()
+        self.store.add_epoch_metrics(self.run_id, metrics)
+        value = metrics.get(self.monitor)
+        if isinstance(value, (int, float)):
+            if self.best is None or (value > self.best if self.higher else value < self.best):
+                self.best = value
+                self.store.update_run(self.run_id, best_metric=value)
 
-        def sample(self, epoch, path):
-            store.add_sample(run_id, epoch, path)
+    def sample(self, epoch, path):
+        self.store.add_sample(self.run_id, epoch, path)
 
-        def log(self, line):
-            store.append_log(run_id, line)
+    def log(self, line):
+        self.store.append_log(self.run_id, line)
 
-        def should_stop(self):
-            now = time.monotonic()
-            if not self._stop and now - self._last_check >= STOP_CHECK_S:
-                self._last_check = now
-                self._stop = store.stop_requested(run_id)
-            return self._stop
+    def status(self, status, detail=""):
+        """The worker itself moves the run through its statuses, checked by the store."""
 
-    return StoreReporter()
+    def should_stop(self):
+        now = time.monotonic()
+        if not self._stop and now - self._last_check >= STOP_CHECK_S:
+            self._last_check = now
+            self._stop = self.store.stop_requested(self.run_id)
+        return self._stop
+
+
+_store_reporter = None
+
+
+def store_reporter_class():
+    """StoreReporting as a trainers Reporter. Made on first use: importing trainers loads
+    torch (seconds), and the worker's heartbeat must start before that."""
+    global _store_reporter
+    if _store_reporter is None:
+        from trainers.reporting import Reporter
+        _store_reporter = type("StoreReporter", (StoreReporting, Reporter), {"__module__": __name__})
+    return _store_reporter
+
+
+def __getattr__(name):  # `from studio.worker import StoreReporter` works too
+    if name == "StoreReporter":
+        return store_reporter_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _device_label(device) -> str | None:
@@ -117,6 +133,8 @@ def human_error(exc: BaseException) -> str:
     if isinstance(exc, ConfigError):
         return str(exc)
     message = " ".join(str(exc).split())
+    if len(message) > MAX_ERROR_CHARS:  # the whole of it is in log.txt
+        message = message[:MAX_ERROR_CHARS - 1] + "…"
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
@@ -172,7 +190,7 @@ def run(workspace_dir, run_id: str) -> int:
         from trainers.device import pick_device
 
         store.update_run(run_id, device=_device_label(pick_device()))
-        reporter = make_reporter(store, run_id)
+        reporter = store_reporter_class()(store, run_id)
         config = trainers.RunConfig.from_dict(record["config"])
         if record["kind"] == "lr_find":
             result = trainers.find_lr(config, reporter)
@@ -205,11 +223,14 @@ def _on_sigterm(store, run_id):
         store.transition(run_id, "stopped", error="Stopped before the current epoch could finish.")
         os._exit(143)
 
+    timers = []
+
     def handler(signum, frame):
         store.request_stop(run_id)
-        timer = threading.Timer(SIGTERM_GRACE_S, give_up)
-        timer.daemon = True
-        timer.start()
+        if not timers:  # a second SIGTERM does not restart the countdown
+            timers.append(threading.Timer(SIGTERM_GRACE_S, give_up))
+            timers[0].daemon = True
+            timers[0].start()
 
     signal.signal(signal.SIGTERM, handler)
 

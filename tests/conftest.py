@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torchvision
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,3 +39,15 @@ def tiny_config(data, **changes) -> dict:
               "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
     config.update(changes)
     return config
+
+
+def write_fake_weights(arch):
+    """A real torchvision state dict of `arch` (seeded random values) where torch looks for it."""
+    torch.manual_seed(123)
+    state = torchvision.models.get_model(arch, weights=None).state_dict()
+    from trainers.models import weights_file
+
+    path = weights_file(arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(state, path)
+    return state

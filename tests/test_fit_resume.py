@@ -6,8 +6,7 @@ import torch
 
 from trainers import fit
 from trainers.reporting import Reporter
-from conftest import tiny_config
-from test_pretrained import write_fake_weights
+from conftest import tiny_config, write_fake_weights
 
 
 class StopAfterEpoch(Reporter):

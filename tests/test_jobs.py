@@ -186,6 +186,35 @@ def test_human_error_is_one_line():
     assert human_error(RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")) == \
         "RuntimeError: CUDA out of memory. Tried to allocate 2 GiB"
     assert human_error(KeyError()) == "KeyError"
+    assert len(human_error(ValueError("x" * 5000))) < 450
+
+
+def test_store_reporter_writes_progress_best_metric_and_reads_the_stop_flag(store):
+    from studio.worker import StoreReporter
+    from trainers.reporting import Reporter
+
+    run_id = store.create_run(tiny_config("/nowhere/colours", epochs=3))["id"]
+    reporter = StoreReporter(store, run_id)
+    assert isinstance(reporter, Reporter)
+    reporter.start({"device": "cpu", "epochs": 3, "batches_per_epoch": 4, "monitor": "error_rate"})
+    for batch in range(1, 5):
+        reporter.batch(1, batch, 4, 1.0 / batch, 1e-3)
+    for epoch, error in ((1, 0.5), (2, 0.2), (3, 0.3)):
+        reporter.epoch({"epoch": epoch, "valid_loss": error * 2, "error_rate": error})
+    reporter.sample(1, "/runs/x/samples/epoch_001.png")
+    reporter.log("hello")
+    record = store.get_run(run_id)
+    assert (record["epochs"], record["batches"], record["monitor"], record["device"]) == (3, 4, "error_rate", "cpu")
+    assert record["best_metric"] == 0.2  # an error rate is best when lowest
+    assert (record["epoch"], record["batch"]) == (1, 4) and record["eta_s"] is not None
+    assert [p["batch"] for p in store.batch_losses(run_id)] == [1, 2, 3, 4]
+    assert store.samples(run_id) == [(1, "/runs/x/samples/epoch_001.png")] and store.log_tail(run_id) == ["hello"]
+
+    assert reporter.should_stop() is False
+    store.request_stop(run_id)
+    assert reporter.should_stop() is False  # read at most every half second
+    time.sleep(0.6)
+    assert reporter.should_stop() is True
 
 
 def test_a_silent_worker_is_ended_and_a_stranger_with_its_pid_is_left_alone(ws, store, monkeypatch):

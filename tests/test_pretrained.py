@@ -5,21 +5,10 @@ import json
 
 import pytest
 import torch
-import torchvision
 
 from trainers import WeightsUnavailable
 from trainers.models import ResNetClassifier, weights_file
-from conftest import ROOT, tiny_config
-
-
-def write_fake_weights(arch):
-    """A real torchvision state dict of `arch` (seeded random values) where torch looks for it."""
-    torch.manual_seed(123)
-    state = torchvision.models.get_model(arch, weights=None).state_dict()
-    path = weights_file(arch)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(state, path)
-    return state
+from conftest import ROOT, tiny_config, write_fake_weights
 
 
 def test_weights_load_from_torch_home(tmp_path, monkeypatch):

@@ -78,15 +78,18 @@ def import_folder(workspace, name, source, split="random", valid_pct=0.2, seed=4
                     if min(im.size) < min_size:
                         skipped.append({"file": rel, "reason": f"too small ({im.width}x{im.height}, under {min_size} px)"})
                         continue
-                    names = used.setdefault(cls, set())
+                    # File names must be unique where they will land: per class, and per
+                    # origin too when the source's own split is kept.
+                    shelf = pool / (origin if split == "folder" else "all") / cls
+                    names = used.setdefault(shelf, set())
                     stem, k = _safe_stem(f.stem), 1
                     while f"{stem}.png" in names:
                         k += 1
                         stem = f"{_safe_stem(f.stem)}-{k}"
                     names.add(f"{stem}.png")
-                    (pool / cls).mkdir(parents=True, exist_ok=True)
-                    im.save(pool / cls / f"{stem}.png")
-                    items.append((cls, origin, f"{stem}.png"))
+                    shelf.mkdir(parents=True, exist_ok=True)
+                    im.save(shelf / f"{stem}.png")
+                    items.append((cls, origin, shelf / f"{stem}.png"))
 
         classes = sorted({c for c, _, _ in items})
         for c in sorted(class_folders - set(classes)):
@@ -99,9 +102,9 @@ def import_folder(workspace, name, source, split="random", valid_pct=0.2, seed=4
 
         assignment = _assign(items, classes, split, valid_pct, seed)
         counts = {"train": {c: 0 for c in classes}, "valid": {c: 0 for c in classes}}
-        for (cls, _, fname), part in zip(items, assignment):
+        for (cls, _, pooled), part in zip(items, assignment):
             (out / part / cls).mkdir(parents=True, exist_ok=True)
-            (pool / cls / fname).rename(out / part / cls / fname)
+            pooled.rename(out / part / cls / pooled.name)
             counts[part][cls] += 1
         pool_dirs = sorted(pool.rglob("*"), reverse=True)
         for d in pool_dirs + [pool]:
@@ -124,7 +127,7 @@ def _assign(items, classes, split, valid_pct, seed) -> list:
     rng = random.Random(seed)
     chosen = set()
     for c in classes:  # each class on its own, so small classes still reach validation
-        idx = sorted((i for i, it in enumerate(items) if it[0] == c), key=lambda i: items[i][2])
+        idx = sorted((i for i, it in enumerate(items) if it[0] == c), key=lambda i: items[i][2].name)
         rng.shuffle(idx)
         n_valid = min(len(idx) - 1, max(1, round(len(idx) * valid_pct))) if len(idx) > 1 else 0
         chosen.update(idx[:n_valid])
