@@ -64,7 +64,8 @@ def process_alive(pid, run_id: str) -> bool:
             return False
         if any(argv) and (b"studio.worker" not in argv or run_id.encode() not in argv):
             return False  # the pid now belongs to another program
-        # (An empty command line: the process is exiting; it counts as alive until it is gone.)
+        # An empty command line: the process is exiting, or still inside exec() right after
+        # Popen returned; either way it counts as alive until it is gone.
     return True
 
 

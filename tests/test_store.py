@@ -104,11 +104,12 @@ def test_transitions_hold_across_processes_and_reopening(tmp_path):
 
 
 WRITER = """
-import sys
+import sys, time
 from studio.store import Store
 s = Store(sys.argv[1])
-run_id, parity = sys.argv[2], int(sys.argv[3])
-for epoch in range(1 + parity, 81, 2):
+run_id, parity, start = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+time.sleep(max(0.0, start - time.time()))  # both writers begin together
+for epoch in range(1 + parity, 301, 2):
     s.add_epoch_metrics(run_id, {"epoch": epoch, "valid_loss": 1.0 / epoch})
     s.append_log(run_id, f"writer {parity} epoch {epoch}")
 s.close()
@@ -117,14 +118,15 @@ s.close()
 
 def test_two_processes_writing_at_once_lose_nothing(store, tmp_path):
     run_id = store.create_run(CONFIG)["id"]
-    writers = [run_python(WRITER, tmp_path / "store", run_id, parity, wait=False) for parity in (0, 1)]
+    start = time.time() + 1.5
+    writers = [run_python(WRITER, tmp_path / "store", run_id, parity, start, wait=False) for parity in (0, 1)]
     for w in writers:
         _, err = w.communicate(timeout=60)
         assert w.returncode == 0, err
     rows = store.epoch_metrics(run_id)
-    assert [r["epoch"] for r in rows] == list(range(1, 81))
-    assert len(store.log_tail(run_id, n=1000)) == 80
-    assert store.version(run_id) >= 161
+    assert [r["epoch"] for r in rows] == list(range(1, 301))
+    assert len(store.log_tail(run_id, n=1000)) == 300
+    assert store.version(run_id) >= 601
 
 
 def test_batch_losses_keep_every_point_then_thin(store):
