@@ -40,7 +40,7 @@ def seed_everything(seed: int) -> None:
 
 class SaveCheckpoints(Callback):
     """`last.pt` after every epoch; `best.pt` whenever the monitored metric improves."""
-    order = 10
+    order = 50  # last: a kill between events then re-runs the epoch instead of losing its record
 
     def __init__(self, folder, monitor: str, higher_is_better: bool, extra=None):
         self.folder = Path(folder)

@@ -139,7 +139,8 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
 
         phases = plan_phases(config, lr)
         report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": len(learner.train_dl),
-                      "monitor": parts.monitor, "lr": lr, "task": config.task, "world_size": ctx.world,
+                      "monitor": parts.monitor,
+                      "higher_is_better": parts.higher_is_better, "lr": lr, "task": config.task, "world_size": ctx.world,
                       **{k: v for k, v in parts.info.items() if k == "classes"}})
         report.status("running")
         report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
