@@ -5,7 +5,7 @@ from pathlib import Path
 
 from .errors import DatasetError
 from .manifest import checked_name, new_dataset, write_manifest
-from .safe_io import MAX_PIXELS, UnreadableImage, file_hash, open_image
+from .safe_io import MAX_PIXELS, UnreadableImage, file_hash, open_image, save_png
 from .sources import image_files, other_files, source_folder, visible_children
 
 SPLITS = ("random", "folder")
@@ -88,7 +88,7 @@ def import_folder(workspace, name, source, split="random", valid_pct=0.2, seed=4
                         stem = f"{_safe_stem(f.stem)}-{k}"
                     names.add(f"{stem}.png")
                     shelf.mkdir(parents=True, exist_ok=True)
-                    im.save(shelf / f"{stem}.png")
+                    save_png(im, shelf / f"{stem}.png")
                     items.append((cls, origin, shelf / f"{stem}.png"))
 
         classes = sorted({c for c, _, _ in items})

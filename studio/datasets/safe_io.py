@@ -176,3 +176,8 @@ def extract_zip(zip_path, dest, max_bytes: int = MAX_ZIP_BYTES, max_entries: int
             shutil.rmtree(dest, ignore_errors=True)
             raise
     return dest
+
+
+def save_png(im: Image.Image, path) -> None:
+    """PNG at zlib level 3: about three times faster than the default level 6 for ~1% more bytes."""
+    im.save(path, "PNG", compress_level=3)

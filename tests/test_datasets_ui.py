@@ -1,0 +1,91 @@
+"""The Data tab through its documented API, on a real server bound to 127.0.0.1."""
+import io
+import json
+import types
+import zipfile
+
+import gradio as gr
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from studio.datasets.samples import install_samples
+from studio.ui import data_tab
+from studio.workspace import Workspace
+
+
+def png(seed):
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(seed).integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ui")
+    ws = Workspace.open(root / "ws")
+    install_samples(ws)
+    with gr.Blocks() as demo:
+        with gr.Tab("Data"):
+            data_tab.build(types.SimpleNamespace(workspace=ws, store=None, jobs=None))
+    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        yield ws, root, Client(demo.local_url, verbose=False)
+    finally:
+        demo.close()
+
+
+def test_import_folder_from_an_uploaded_zip(served):
+    ws, root, client = served
+    z = root / "pets.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for c, cls in enumerate(("cat", "dog")):
+            for i in range(5):
+                zf.writestr(f"pets/{cls}/{cls}{i}.png", png(10 * c + i))
+        zf.writestr("pets/dog/notes.png", b"not a picture")
+    summary, chart, gallery, skipped = client.predict("pets", "", handle_file(str(z)), "random", 20, 42,
+                                                      api_name="/import_folder")
+    assert "10 images in 2 classes" in summary
+    manifest = json.loads((ws.datasets_dir / "pets" / "dataset.json").read_text())
+    assert manifest["counts"] == {"train": {"cat": 4, "dog": 4}, "valid": {"cat": 1, "dog": 1}}
+    assert len(gallery) == 8  # thumbnails of the training images, up to 6 per class
+    assert skipped["data"] == [["dog/notes.png", "notes.png is not an image (its contents are not a picture format we can read)."]]
+
+
+def test_hostile_zip_shows_the_message(served):
+    ws, root, client = served
+    z = root / "evil.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        zf.writestr("cat/a.png", png(1))
+        zf.writestr("../../evil.png", png(2))
+    with pytest.raises(Exception) as caught:
+        client.predict("evil", "", handle_file(str(z)), "random", 20, 42, api_name="/import_folder")
+    assert "refused and nothing was extracted" in str(caught.value)
+    assert "Traceback" not in str(caught.value)
+    assert not (ws.datasets_dir / "evil").exists() and list(ws.tmp_dir.iterdir()) == []
+    with pytest.raises(Exception, match="not allowed"):
+        client.predict("../up", "", handle_file(str(z)), "random", 20, 42, api_name="/import_folder")
+
+
+def test_crappify_masks_and_augmentations(served):
+    ws, root, client = served
+    settings = [2, "bilinear", True, 10, 70, True, "number", 30, 100, 0, 0, False, False, 0]
+    summary, pairs, skipped = client.predict("photos-sr", "photos", "", None, 0, *settings, api_name="/crappify")
+    assert "12 pairs" in summary and len(pairs) == 16
+    assert json.loads((ws.datasets_dir / "photos-sr" / "dataset.json").read_text())["kind"] == "restore"
+
+    shapes = root / "shapes.zip"
+    with zipfile.ZipFile(shapes, "w") as zf:
+        for p in sorted((ws.datasets_dir / "shapes").rglob("*")):
+            if p.parent.name in ("images", "labels") and p.stem < "shape_010":
+                zf.write(p, p.relative_to(ws.datasets_dir / "shapes"))
+        zf.writestr("codes.txt", "background\ncircle\nsquare\ntriangle\n")
+    summary, view, legend, freq, skipped = client.predict("shapes10", "", handle_file(str(shapes)), "", "", "",
+                                                          api_name="/import_masks")
+    assert "10 image and mask pairs" in summary and "triangle" in legend
+
+    gallery = client.predict("shapes10", 0, 3, 0, api_name="/preview_augmentations")
+    assert len(gallery) == 3
+    with pytest.raises(Exception, match="no dataset named 'nope'"):
+        client.predict("nope", 0, 3, 0, api_name="/preview_augmentations")
