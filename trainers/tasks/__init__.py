@@ -16,3 +16,5 @@ def get_task(name: str):
 
 
 from . import classify  # noqa: E402,F401  (registers itself)
+from . import segment  # noqa: E402,F401
+from . import restore  # noqa: E402,F401

@@ -1,0 +1,130 @@
+"""Restoration and super-resolution end to end: tiny crappified pairs through trainers.fit."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageFilter
+
+from trainers import fit
+from trainers.losses import FeatureLoss, PixelL1
+from trainers.paired_data import RestorePairs, scan_pairs
+from trainers.tasks.restore import choose_loss
+from conftest import tiny_config
+from test_unet import _write_random_vgg_features
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine torch's extra thread spins and makes
+    these small convolutions several times slower, not faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def write_pairs(root: Path, n=20, size=32, scale=1, seed=0) -> Path:
+    """Clean: smooth gradients with a few rectangles. Crappy: downscaled by 2, blurred, noisy
+    (scaled back up when scale == 1; kept at 1/scale size for super-resolution)."""
+    rng = np.random.default_rng(seed)
+    (root / "clean").mkdir(parents=True)
+    (root / "crappy").mkdir()
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        base = rng.uniform(40, 200, 3)
+        pixels = base + 50 * np.stack([xx, yy, xx * yy], -1) * rng.uniform(-1, 1, 3)
+        for _ in range(3):
+            y, x = rng.integers(0, size - 8, 2)
+            h, w = rng.integers(4, 12, 2)
+            pixels[y:y + h, x:x + w] = rng.uniform(0, 255, 3)
+        clean = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
+        small_side = size // max(scale, 2)
+        small = clean.resize((small_side, small_side), Image.BILINEAR).filter(ImageFilter.GaussianBlur(0.6))
+        crappy = small if scale > 1 else small.resize((size, size), Image.BILINEAR)
+        noisy = np.asarray(crappy, np.float32) + rng.normal(0, 8, (crappy.height, crappy.width, 3))
+        clean.save(root / "clean" / f"{i:03d}.png")
+        Image.fromarray(np.clip(noisy, 0, 255).astype("uint8")).save(root / "crappy" / f"{i:03d}.png")
+    (root / "dataset.json").write_text(json.dumps({"kind": "restore", "scale": scale}))
+    return root
+
+
+def restore_config(data, **changes):
+    settings = dict(task="restore", epochs=3, batch_size=8, lr=3e-3, extra={"loss": "pixel"})
+    settings.update(changes)
+    return tiny_config(data, **settings)
+
+
+def rows(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_restore_run_learns_and_writes_metrics_and_grids(tmp_path):
+    data = write_pairs(tmp_path / "pairs")
+    run = tmp_path / "run"
+    # No augmentation and small batches: enough steps in a few seconds for the loss to fall.
+    result = fit(restore_config(data, epochs=3, batch_size=2, augment=False), run)
+    assert result["status"] == "completed" and result["monitor"] == "psnr"
+    metrics = rows(run)
+    assert {"psnr", "ssim", "input_psnr", "input_ssim"} <= set(metrics[0])
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
+    # The input's scores do not depend on the model (a tiny run is too short to judge the model's
+    # own PSNR against them: that is docs/BENCHMARKS.md's job).
+    assert len({round(r["input_psnr"], 6) for r in metrics}) == 1 and 15 < metrics[0]["input_psnr"] < 40
+    assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in metrics)
+    grid = Image.open(run / "samples" / "epoch_003.png")
+    assert grid.width == 3 * (128 + 4) + 4 and grid.height == 4 * (128 + 18 + 4) + 4  # crappy | output | clean
+    assert "loss: pixel L1 (chosen in the config)" in (run / "log.txt").read_text()
+
+
+def test_super_resolution_run_outputs_twice_the_input(tmp_path):
+    data = write_pairs(tmp_path / "sr", scale=2)
+    train, valid = scan_pairs(data, "crappy", "clean", 0.2, 42)
+    x, target = RestorePairs(train, 2, 32, (0.5,) * 3, (0.25,) * 3, train=True)[0]
+    assert x.shape == (3, 16, 16) and target.shape == (2, 3, 32, 32)
+    run = tmp_path / "run"
+    fit(restore_config(data, epochs=1, batch_size=4), run)
+    metrics = rows(run)[0]
+    assert metrics["input_psnr"] > 10 and np.isfinite(metrics["psnr"])
+    info = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["info"]
+    assert info["scale"] == 2
+
+
+def test_super_resolution_crops_stay_aligned(tmp_path):
+    """A training crop of the clean image, downscaled, is the crop of the low-resolution input."""
+    data = write_pairs(tmp_path / "sr", n=4, scale=2)
+    for path in (data / "crappy").iterdir():  # exact 2x2 means: alignment can be checked pixel for pixel
+        clean = torch.from_numpy(np.asarray(Image.open(data / "clean" / path.name), np.float32))
+        small = clean.reshape(16, 2, 16, 2, 3).mean((1, 3)).round().clamp(0, 255).numpy().astype("uint8")
+        Image.fromarray(small).save(path)
+    train, _ = scan_pairs(data, "crappy", "clean", 0.25, 0)
+    ds = RestorePairs(train, 2, 24, (0.0,) * 3, (1.0,) * 3, train=True)
+    torch.manual_seed(3)
+    for i in range(len(ds)):
+        x, target = ds[i]
+        down = target[0].reshape(3, 12, 2, 12, 2).mean((2, 4))
+        assert (x - down).abs().max() < 1.5 / 255
+
+
+def test_loss_choice_is_said_and_falls_back_to_pixel_without_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
+    loss, note = choose_loss(None)
+    assert isinstance(loss, PixelL1) and "no VGG16-BN weights" in note and "vgg16_bn" in note
+    loss, note = choose_loss("feature")  # asked for, but offline and missing: still trains, and says so
+    assert isinstance(loss, PixelL1) and "no VGG16-BN weights" in note
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _write_random_vgg_features()
+    loss, note = choose_loss(None)
+    assert isinstance(loss, FeatureLoss) and note.startswith("feature loss")
+    assert isinstance(choose_loss("pixel")[0], PixelL1)
+
+
+def test_feature_loss_run_logs_its_choice(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _write_random_vgg_features()
+    data = write_pairs(tmp_path / "pairs", n=10)
+    run = tmp_path / "run"
+    fit(restore_config(data, epochs=1, batch_size=4, extra={}), run)
+    assert "loss: feature loss" in (run / "log.txt").read_text()
+    assert np.isfinite(rows(run)[0]["train_loss"])

@@ -1,0 +1,230 @@
+"""Paired datasets for the U-Net tasks: (image, mask) for segmentation, (crappy, clean) for
+restoration and super-resolution. Geometric augmentation is applied identically to both
+halves of a pair (torchvision.transforms.v2 transforms an Image and its Mask with the same
+random parameters; super-resolution pairs are cropped on the low-resolution grid by hand).
+
+Layouts accepted (DATA is the dataset folder):
+  DATA/train/{A,B}/ and DATA/valid/{A,B}/   -> split by folder
+  DATA/{A,B}/                               -> seeded random split by valid_pct
+where (A, B) is (images, labels) for segment and (crappy, clean) for restore; a pair shares its
+file stem.
+"""
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from .augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported for the tasks)
+from .config import IMAGE_EXTS
+from .data import open_rgb, read_manifest
+from .errors import ConfigError
+
+
+# --- finding pairs -------------------------------------------------------------
+def _by_stem(folder: Path) -> dict:
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() in IMAGE_EXTS}
+
+
+def _pairs(root: Path, first: str, second: str) -> list:
+    a_dir, b_dir = root / first, root / second
+    for d in (a_dir, b_dir):
+        if not d.is_dir():
+            raise ConfigError(f"Missing folder {d}: a {first}/{second} dataset needs both folders.")
+    a, b = _by_stem(a_dir), _by_stem(b_dir)
+    lonely = sorted(set(a) ^ set(b))
+    if lonely:
+        shown = ", ".join(lonely[:5]) + (f" and {len(lonely) - 5} more" if len(lonely) > 5 else "")
+        raise ConfigError(f"In {root}, these files have no partner in {first}/ or {second}/ (same name expected): {shown}.")
+    if not a:
+        raise ConfigError(f"No images in {a_dir}.")
+    return [(a[s], b[s]) for s in sorted(a)]
+
+
+def scan_pairs(data_dir, first: str, second: str, valid_pct: float, seed: int):
+    """-> (train_pairs, valid_pairs), each a list of (first_path, second_path)."""
+    root = Path(data_dir)
+    if (root / "train").is_dir():
+        train = _pairs(root / "train", first, second)
+        if (root / "valid").is_dir():
+            return train, _pairs(root / "valid", first, second)
+    else:
+        train = _pairs(root, first, second)
+    if len(train) < 2:
+        raise ConfigError(f"The dataset at {root} has {len(train)} pair(s); at least 2 are needed to hold some out for validation.")
+    shuffled = list(train)
+    random.Random(seed).shuffle(shuffled)
+    n_valid = min(max(1, round(len(shuffled) * valid_pct)), len(shuffled) - 1)
+    return shuffled[n_valid:], shuffled[:n_valid]
+
+
+def read_codes(data_dir) -> tuple:
+    """-> (codes, void_index or None) from dataset.json, else codes.txt."""
+    root = Path(data_dir)
+    manifest = read_manifest(root)
+    codes = manifest.get("codes")
+    if not codes and (root / "codes.txt").is_file():
+        codes = [line.strip() for line in (root / "codes.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not codes:
+        raise ConfigError(f"No codes for {root}: write codes.txt (one class name per line, in pixel-value order).")
+    if len(codes) < 2:
+        raise ConfigError(f"Only one code ({codes[0]}) in {root}; segmentation needs at least two classes.")
+    void = manifest.get("void")
+    if void is not None and void not in codes:
+        raise ConfigError(f"The void code {void!r} in {root / 'dataset.json'} is not one of the codes ({', '.join(codes)}).")
+    return list(codes), (codes.index(void) if void is not None else None)
+
+
+def read_scale(data_dir) -> int:
+    scale = read_manifest(data_dir).get("scale", 1)
+    if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 16:
+        raise ConfigError(f"'scale' in {Path(data_dir) / 'dataset.json'} must be a whole number from 1 to 16, not {scale!r}.")
+    return scale
+
+
+# --- loading -----------------------------------------------------------------------
+class _Cached(Dataset):
+    """Keeps decoded pictures in memory (decoding dominates an epoch on small images)."""
+
+    CACHE_LIMIT = 10_000
+
+    def __init__(self, items):
+        self.items = list(items)
+        self._cache = {} if len(self.items) <= self.CACHE_LIMIT else None
+
+    def __len__(self):
+        return len(self.items)
+
+    def _load(self, i):
+        raise NotImplementedError
+
+    def pair(self, i):
+        if self._cache is None:
+            return self._load(i)
+        if i not in self._cache:
+            self._cache[i] = self._load(i)
+        return self._cache[i]
+
+
+def _rgb_tensor(path) -> tv_tensors.Image:
+    return tv_tensors.Image(torch.from_numpy(np.array(open_rgb(path))).permute(2, 0, 1).contiguous())
+
+
+def _normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    return (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+
+
+class SegmentPairs(_Cached):
+    """(normalised image (3,S,S), class index per pixel (S,S) long)."""
+
+    def __init__(self, items, codes, size, mean, std, train=False, augment=True, flip=True):
+        super().__init__(items)
+        self.codes, self.mean, self.std = list(codes), tuple(mean), tuple(std)
+        self.train, self.augment, self.flip = train, augment, flip
+        self.set_size(size)
+
+    def set_size(self, size: int):
+        """Progressive resizing changes the side of the square crops between stages."""
+        self.size = size
+        if self.train and self.augment:
+            steps = [v2.RandomResizedCrop(size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True)]
+            if self.flip:
+                steps.append(v2.RandomHorizontalFlip())
+            steps.append(v2.ColorJitter(brightness=0.2, contrast=0.2))  # images only, never masks
+        else:
+            steps = [v2.Resize(size, antialias=True), v2.CenterCrop(size)]
+        self.transform = v2.Compose(steps)
+
+    def _load(self, i):
+        image_path, label_path = self.items[i]
+        image = _rgb_tensor(image_path)
+        try:
+            with Image.open(label_path) as im:
+                if im.mode not in ("L", "P", "I", "I;16"):
+                    raise ConfigError(f"Label {label_path} is a {im.mode} image; labels must be index PNGs (mode L or P).")
+                labels = np.array(im).astype(np.int64)
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"Cannot read label {label_path}: {type(e).__name__}: {e}")
+        if labels.shape != tuple(image.shape[-2:]):
+            raise ConfigError(f"Label {label_path} is {labels.shape[1]}x{labels.shape[0]} but its image is "
+                              f"{image.shape[-1]}x{image.shape[-2]}; they must be the same size.")
+        if labels.max() >= len(self.codes):
+            raise ConfigError(f"Label {label_path} has pixel value {labels.max()}, but there are only "
+                              f"{len(self.codes)} codes (values 0 to {len(self.codes) - 1}).")
+        return image, tv_tensors.Mask(torch.from_numpy(labels)[None])
+
+    def __getitem__(self, i):
+        image, mask = self.transform(*self.pair(i))
+        x = _normalize(image.float() / 255, self.mean, self.std)
+        return x.as_subclass(torch.Tensor), mask[0].as_subclass(torch.Tensor).long()
+
+
+class RestorePairs(_Cached):
+    """(normalised crappy input (3,S/N,S/N), target (2,3,S,S) = [clean, baseline] in [0, 1]).
+
+    The baseline (crappy input, bicubic-upscaled when N > 1) travels with the target so the
+    validation pass can score it next to the model: input_psnr and input_ssim."""
+
+    def __init__(self, items, scale, size, mean, std, train=False, augment=True, flip=True):
+        super().__init__(items)
+        self.scale, self.mean, self.std = scale, tuple(mean), tuple(std)
+        self.train, self.augment, self.flip = train, augment, flip
+        self.set_size(size)
+
+    def set_size(self, size: int):
+        if size % self.scale:
+            raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
+        self.size = size
+
+    def _load(self, i):
+        crappy, clean = (_rgb_tensor(p) for p in self.items[i])
+        n = self.scale
+        h, w = clean.shape[-2] - clean.shape[-2] % n, clean.shape[-1] - clean.shape[-1] % n
+        clean = clean[..., :h, :w]
+        if tuple(crappy.shape[-2:]) != (h // n, w // n):  # rounding by the builder: put it on the grid
+            crappy = v2.functional.resize(crappy, [h // n, w // n], antialias=True)
+        return crappy, clean
+
+    def _crop(self, crappy, clean):
+        """A square crop of side `size` on the low-resolution grid, so the pair stays aligned."""
+        n, s = self.scale, self.size
+        h, w = clean.shape[-2:]
+        if min(h, w) < s:  # too small: scale the pair up so the short side fits
+            f = s / min(h, w)
+            h, w = -(-round(h * f) // n) * n, -(-round(w * f) // n) * n
+            clean = v2.functional.resize(clean, [h, w], antialias=True)
+            crappy = v2.functional.resize(crappy, [h // n, w // n], antialias=True)
+        rows, cols = (h - s) // n, (w - s) // n
+        if self.train and self.augment:
+            top, left = (int(torch.randint(0, k + 1, ())) * n for k in (rows, cols))
+        else:
+            top, left = rows // 2 * n, cols // 2 * n
+        clean = clean[..., top:top + s, left:left + s]
+        crappy = crappy[..., top // n:(top + s) // n, left // n:(left + s) // n]
+        return crappy, clean
+
+    def __getitem__(self, i):
+        crappy, clean = self.pair(i)
+        if self.scale == 1 and self.train and self.augment:
+            # Same random zoom for both; nothing to keep on a coarser grid.
+            crop = v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True)
+            crappy, clean = crop(crappy, clean)
+        else:
+            crappy, clean = self._crop(crappy, clean)
+        if self.train and self.augment and self.flip and torch.rand(()) < 0.5:
+            crappy, clean = crappy.flip(-1), clean.flip(-1)
+        crappy01 = crappy.as_subclass(torch.Tensor).float() / 255
+        clean01 = clean.as_subclass(torch.Tensor).float() / 255
+        if self.scale > 1:
+            baseline = F.interpolate(crappy01[None], scale_factor=self.scale, mode="bicubic",
+                                     align_corners=False)[0].clamp(0, 1)
+        else:
+            baseline = crappy01
+        return _normalize(crappy01, self.mean, self.std), torch.stack([clean01, baseline])

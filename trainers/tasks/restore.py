@@ -1,0 +1,102 @@
+"""Restoration and super-resolution: a U-Net turns crappy images into clean ones.
+
+The model predicts a correction added to its (upscaled) input, starting at zero, so it begins
+exactly at the baseline and every gain is learned. The loss is the course's perceptual loss on
+an ImageNet-trained VGG16-BN when its weights are at hand, else pixel L1; the run's log and
+info["loss"] say which.
+"""
+import random
+
+import torch
+
+from ..errors import ConfigError, WeightsUnavailable
+from ..grid import captioned, side_by_side, to_pil
+from ..image_metrics import PSNR, SSIM, InputPSNR, InputSSIM, psnr
+from ..losses import FeatureLoss, PixelL1
+from ..models.unet import UNet
+from ..models.vgg_features import pretrained_vgg_features, vgg_weights_present
+from ..models.weights import weights_file
+from ..data import read_manifest
+from ..paired_data import RestorePairs, read_scale, scan_pairs
+from . import register
+from .base import Task, TaskParts
+from .segment import check_unet_config, input_stats
+
+LOSSES = ("feature", "pixel")
+
+
+def choose_loss(choice):
+    """-> (loss module, a sentence saying which loss and why)."""
+    if choice == "pixel":
+        return PixelL1(), "pixel L1 (chosen in the config)"
+    if choice is None and not vgg_weights_present():
+        return PixelL1(), (f"pixel L1 (no VGG16-BN weights for the feature loss: {weights_file('vgg16_bn')} "
+                           f"is missing; put the file there, or set extra.loss to \"feature\" to download it)")
+    try:
+        features = pretrained_vgg_features()
+    except WeightsUnavailable as e:
+        return PixelL1(), f"pixel L1 (no VGG16-BN weights for the feature loss: {e})"
+    return FeatureLoss(features), "feature loss: VGG16-BN activations before 3 max pools, Gram matrices, pixel L1"
+
+
+@register
+class Restore(Task):
+    name = "restore"
+    default_monitor = "psnr"
+
+    def validate(self, config):
+        scale = read_scale(config.data)
+        train, _ = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
+        check_unet_config(config, "restore", len(train), scale)
+        choice = config.extra.get("loss")
+        if choice is not None and choice not in LOSSES:
+            raise ConfigError(f"'extra.loss' must be \"feature\" or \"pixel\" (or left out), not {choice!r}.")
+
+    def build(self, config, device) -> TaskParts:
+        scale = read_scale(config.data)
+        train, valid = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
+        flip = bool(config.extra.get("flip", read_manifest(config.data).get("flip", True)))
+        mean, std = input_stats(config, [p for p, _ in train])
+        size = config.image_size
+        train_ds = RestorePairs(train, scale, size, mean, std, train=True, augment=config.augment, flip=flip)
+        valid_ds = RestorePairs(valid, scale, size, mean, std)
+        model = UNet(config.arch, n_out=3, pretrained=config.pretrained, scale=scale,
+                     blur=config.extra.get("blur", True), self_attention=config.extra.get("self_attention", True),
+                     image_residual=(mean, std))
+        loss, loss_note = choose_loss(config.extra.get("loss"))
+        loss = loss.to(device)
+        metrics = [PSNR(), SSIM(), InputPSNR(), InputSSIM()]
+        monitor = config.monitor or self.default_monitor
+        higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
+        return TaskParts(
+            model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss, metrics=metrics,
+            monitor=monitor, higher_is_better=higher,
+            sample_fn=_sampler(valid_ds, config.sample_count, config.seed, device),
+            info={"scale": scale, "loss": loss_note, "mean": list(mean), "std": list(std), "image_size": size,
+                  "train_count": len(train), "valid_count": len(valid)},
+        )
+
+
+def _sampler(valid_ds, count, seed, device):
+    """Fixed validation items, one row each: crappy | output | clean, with PSNRs."""
+    indices = random.Random(seed).sample(range(len(valid_ds)), min(count, len(valid_ds)))
+
+    @torch.inference_mode()
+    def sample(model):
+        was_training = model.training
+        model.eval()
+        pairs = [valid_ds[i] for i in indices]
+        xs = torch.stack([x for x, _ in pairs])
+        outs = model(xs.to(device)).float().clamp(0, 1).cpu()
+        model.train(was_training)
+        rows = []
+        for (_, target), out in zip(pairs, outs):
+            clean, baseline = target[0], target[1]
+            before = psnr(baseline[None], clean[None]).item()
+            after = psnr(out[None], clean[None]).item()
+            rows.append([captioned(to_pil(baseline), f"input {before:.1f} dB"),
+                         captioned(to_pil(out), f"output {after:.1f} dB"),
+                         captioned(to_pil(clean), "clean")])
+        return side_by_side(rows)
+
+    return sample
