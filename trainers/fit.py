@@ -4,6 +4,7 @@ It wires the parts a task builds into a Learner, plans the phases (frozen head f
 the body is pretrained, then everything with discriminative learning rates), resumes from
 `checkpoints/last.pt` when asked, and reports through a Reporter.
 """
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -14,6 +15,7 @@ from .callbacks import Callback, EpochSamples, ReportEvents, SaveCheckpoints
 from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
+from .hooks import ActivationStats
 from .learner import Learner
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
@@ -30,6 +32,24 @@ def plan_phases(config: RunConfig, lr: float) -> list:
             phases.append(("unfrozen", config.epochs - frozen, slice(lr / 200, lr / 2)))
         return phases
     return [("all", config.epochs, lr)]
+
+
+def plan_stages(config: RunConfig) -> list:
+    """[(image_size, batch_size, epochs)]: one stage, or extra.progressive's stages (the course's
+    progressive resizing: small images first, the same weights carried into larger ones)."""
+    stages = config.extra.get("progressive")
+    if not stages:
+        return [(config.image_size, config.batch_size, config.epochs)]
+    return [tuple(stage) for stage in stages]
+
+
+def _set_stage(learner, parts, config, device, ctx, size, batch_size):
+    """Resize the datasets (and so the sample grid) and rebuild the loaders for a stage."""
+    for ds in (parts.train_ds, parts.valid_ds):
+        if not hasattr(ds, "set_size"):
+            raise ConfigError(f"The {config.task} task does not support progressive resizing.")
+        ds.set_size(size)
+    learner.train_dl, learner.valid_dl = _loaders(parts, dataclasses.replace(config, batch_size=batch_size), device, ctx)
 
 
 def _as_config(config) -> RunConfig:
@@ -136,8 +156,15 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         if ctx.is_main:
             learner.add_callbacks([saver, EpochSamples(parts.sample_fn, out / "samples", report.sample),
                                    ReportEvents(report)])
+            # Per-layer activation statistics (hooks.py), kept with the run for the Inspect tab;
+            # extra.activation_stats = false turns them off.
+            if config.extra.get("activation_stats", True):
+                learner.add_callbacks([ActivationStats(out / "activation_stats.pt")])
 
-        phases = plan_phases(config, lr)
+        # [(name, epochs, lr, stage)]: each progressive stage runs its own frozen/unfrozen phases.
+        stages = plan_stages(config)
+        phases = [(name, epochs, phase_lr, stage) for stage in stages
+                  for name, epochs, phase_lr in plan_phases(dataclasses.replace(config, epochs=stage[2]), lr)]
         report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": len(learner.train_dl),
                       "monitor": parts.monitor,
                       "higher_is_better": parts.higher_is_better, "lr": lr, "task": config.task, "world_size": ctx.world,
@@ -145,14 +172,21 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         report.status("running")
         report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
                    f"{parts.info.get('valid_count', '?')} validation items; lr {lr:.2e}")
+        if "loss" in parts.info:
+            report.log(f"loss: {parts.info['loss']}")
 
         first = 0
         done_before = checkpoint["epoch"] if checkpoint else 0
-        for index, (name, epochs, phase_lr) in enumerate(phases):
+        current_stage = None if len(stages) > 1 else stages[0]
+        for index, (name, epochs, phase_lr, stage) in enumerate(phases):
             end = first + epochs
             if done_before >= end:  # this phase finished before the interruption
                 first = end
                 continue
+            if stage != current_stage:
+                _set_stage(learner, parts, config, device, ctx, stage[0], stage[1])
+                current_stage = stage
+                report.log(f"progressive resizing: images of {stage[0]} px, batches of {stage[1]}")
             if name == "frozen":
                 learner.freeze()
             else:

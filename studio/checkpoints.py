@@ -1,0 +1,133 @@
+"""A run's checkpoint as a model ready to use: the network, its preprocessing, its labels.
+
+Gradio serves requests on several threads at once, and an inspection adds hooks and turns
+off in-place activations for a moment: every use of a loaded model goes through its lock
+(fastai users met crashes from concurrent predictions in web servers).
+"""
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from trainers.augment import valid_transform
+from trainers.models import ResNetClassifier
+
+
+class CheckpointError(ValueError):
+    """A run without a usable checkpoint; the message says what is missing."""
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    task: str
+    info: dict
+    config: dict
+    path: Path
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def classes(self) -> list:
+        return list(self.info.get("classes", []))
+
+    @property
+    def mean(self):
+        return tuple(self.info.get("mean", (0.5, 0.5, 0.5)))
+
+    @property
+    def std(self):
+        return tuple(self.info.get("std", (0.25, 0.25, 0.25)))
+
+    @property
+    def image_size(self) -> int:
+        return int(self.info.get("image_size", self.config.get("image_size", 64)))
+
+    def input_size(self) -> int:
+        """Side of the model's input: the image size, divided by the scale for super-resolution."""
+        return self.image_size // int(self.info.get("scale", 1) or 1)
+
+    def preprocess(self, image: Image.Image) -> torch.Tensor:
+        """PIL image -> normalised (1, 3, S, S): shorter side resized, centre crop (as validation)."""
+        return valid_transform(self.input_size(), self.mean, self.std)(image.convert("RGB"))[None]
+
+    def shown(self, image: Image.Image) -> Image.Image:
+        """The picture the model actually sees (resized and centre-cropped), for overlays."""
+        from trainers.augment import denormalize
+        from trainers.grid import to_pil
+        return to_pil(denormalize(self.preprocess(image)[0], self.mean, self.std))
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with self.lock:
+            return self.model(x).float()
+
+    def probabilities(self, image: Image.Image) -> list:
+        """[(class, probability)] from most to least likely (classify runs)."""
+        if self.task != "classify":
+            raise CheckpointError(f"This is a {self.task} model; class probabilities need a classify run.")
+        probs = self.forward(self.preprocess(image)).softmax(1)[0]
+        order = probs.argsort(descending=True).tolist()
+        return [(self.classes[i], float(probs[i])) for i in order]
+
+
+def checkpoint_path(run_dir, which: str = "best") -> Path:
+    """best.pt when there is one (the monitored metric's best epoch), else last.pt."""
+    folder = Path(run_dir) / "checkpoints"
+    for name in ([f"{which}.pt"] + ["best.pt", "last.pt"]):
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"The run at {run_dir} has no checkpoint yet: it must finish at least one epoch.")
+
+
+def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
+    """The same network the task trained, with no pretrained download (weights come next)."""
+    arch = config.get("arch", "resnet18")
+    extra = config.get("extra") or {}
+    if task == "classify":
+        return ResNetClassifier(arch, len(info["classes"]), pretrained=False)
+    if task in ("segment", "restore"):
+        from trainers.models.unet import UNet
+        if task == "segment":
+            return UNet(arch, n_out=len(info["codes"]), pretrained=False, blur=extra.get("blur", False),
+                        self_attention=extra.get("self_attention", False))
+        return UNet(arch, n_out=3, pretrained=False, scale=int(info.get("scale", 1)), blur=extra.get("blur", True),
+                    self_attention=extra.get("self_attention", True),
+                    image_residual=(tuple(info["mean"]), tuple(info["std"])))
+    raise CheckpointError(f"Runs of the {task!r} task cannot be loaded here yet.")
+
+
+def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
+    path = checkpoint_path(run_dir, which)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"Cannot read the checkpoint {path}: {type(e).__name__}: {e}")
+    task = state.get("task") or (state.get("config") or {}).get("task")
+    if not task or "model" not in state:
+        raise CheckpointError(f"{path} is not a Darkroom checkpoint (no task or model weights in it).")
+    info, config = dict(state.get("info") or {}), dict(state.get("config") or {})
+    model = build_model(task, config, info)
+    model.load_state_dict(state["model"])
+    model.eval()
+    return LoadedModel(model=model, task=task, info=info, config=config, path=path)
+
+
+_cache: dict = {}
+_cache_lock = threading.Lock()
+
+
+def cached_checkpoint(run_dir, which: str = "best") -> LoadedModel:
+    """load_checkpoint, reused while the file is unchanged (a tab's every click would reload it)."""
+    path = checkpoint_path(run_dir, which)
+    key = (str(path.resolve()), path.stat().st_mtime_ns)
+    with _cache_lock:
+        loaded = _cache.get(key)
+        if loaded is None:
+            for old in [k for k in _cache if k[0] == key[0]]:
+                del _cache[old]
+            while len(_cache) >= 4:  # a few models in memory at most
+                del _cache[next(iter(_cache))]
+            loaded = _cache[key] = load_checkpoint(run_dir, which)
+    return loaded

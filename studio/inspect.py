@@ -1,0 +1,185 @@
+"""Looking inside a trained model: summary, activation statistics, heatmaps, feature maps, and
+for classifiers the confusion matrix, the most-confused pairs and the top losses.
+
+Every function takes a LoadedModel (studio.checkpoints) and uses its lock; every hook is a
+self-removing one from trainers.hooks, so no inspection leaves anything on the model.
+"""
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from trainers.augment import denormalize
+from trainers.cam import cam, conv_layers, default_layer, find_layer, grad_cam, overlay
+from trainers.data import open_rgb, scan_labelled_folder
+from trainers.grid import captioned, grid, to_pil
+from trainers.hooks import Hooks, hook_output, load_activation_stats
+
+from .checkpoints import LoadedModel
+
+
+class InspectError(ValueError):
+    """An inspection that cannot be made; the message says why."""
+
+
+def model_summary(loaded: LoadedModel) -> list:
+    """[[layer, type, output shape, parameters, trainable]] for every leaf layer, on one input
+    of the model's size."""
+    model = loaded.model
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    shapes = {}
+
+    def record(hook, module, inputs, output):
+        shapes[id(module)] = list(output.shape) if isinstance(output, torch.Tensor) else "-"
+
+    size = loaded.input_size()
+    with loaded.lock, Hooks([m for _, m in leaves], record), torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    rows = []
+    for name, m in leaves:
+        params = list(m.parameters(recurse=False))
+        count = sum(p.numel() for p in params)
+        trainable = any(p.requires_grad for p in params) if params else False
+        shape = shapes.get(id(m), "-")
+        rows.append([name, type(m).__name__, "x".join(map(str, shape[1:])) if isinstance(shape, list) else shape,
+                     count, "yes" if trainable else ("-" if not params else "no")])
+    return rows
+
+
+def layer_choices(loaded: LoadedModel) -> list:
+    return [name for name, _ in conv_layers(loaded.model)]
+
+
+def heatmap(loaded: LoadedModel, image: Image.Image, method: str = "Grad-CAM", class_index=None,
+            layer: str | None = None, opacity: float = 0.5) -> tuple:
+    """(overlay picture, class index used). method: "CAM" (the course's: body activations
+    weighted by the head) or "Grad-CAM" (any convolutional layer)."""
+    x = loaded.preprocess(image)
+    with loaded.lock:
+        if method == "CAM":
+            maps = cam(loaded.model, x, class_index)
+        else:
+            maps = grad_cam(loaded.model, x, class_index, layer or default_layer(loaded.model))
+        if class_index is None:
+            class_index = int(loaded.model(x).argmax(1)) if loaded.task == "classify" else 0
+    return overlay(loaded.shown(image), maps[0].numpy(), opacity), class_index
+
+
+def strongest_feature_maps(loaded: LoadedModel, image: Image.Image, layer: str, k: int = 8) -> Image.Image:
+    """The k channels of `layer` with the largest mean activation on this picture, each
+    scaled to [0, 1] and captioned with its channel number."""
+    module = find_layer(loaded.model, layer)
+    with loaded.lock, hook_output(module) as h, torch.no_grad():
+        loaded.model(loaded.preprocess(image))
+    acts = h.stored
+    if acts is None or acts.dim() != 4:
+        raise InspectError(f"Layer {layer!r} does not give feature maps; pick a convolutional layer.")
+    acts = acts[0]
+    strongest = acts.mean((1, 2)).argsort(descending=True)[:k].tolist()
+    tiles = []
+    for c in strongest:
+        a = acts[c]
+        a = (a - a.min()) / (a.max() - a.min()).clamp_min(1e-12)
+        a = F.interpolate(a[None, None], size=(96, 96), mode="nearest")[0, 0]
+        pixels = (a.numpy() * 255).astype(np.uint8)
+        tiles.append(captioned(Image.fromarray(pixels).convert("RGB"), f"channel {c}"))
+    return grid(tiles, columns=min(4, len(tiles)))
+
+
+# --- classifiers on their validation set ----------------------------------------------
+
+def validation_predictions(loaded: LoadedModel, limit: int = 2000) -> dict:
+    """Predictions on the run's validation items: items, targets, preds, probs (N, C), losses."""
+    if loaded.task != "classify":
+        raise InspectError("The confusion matrix and top losses are for classify runs.")
+    config = loaded.config
+    data = config.get("data", "")
+    if not data or not Path(data).is_dir():
+        raise InspectError(f"The run's dataset is no longer at {data!r}; the validation set cannot be read.")
+    try:
+        _, _, valid = scan_labelled_folder(data, config.get("valid_pct", 0.2), config.get("seed", 42))
+    except ValueError as e:
+        raise InspectError(f"Cannot read the run's validation set: {e}")
+    valid = valid[:limit]
+    probs = []
+    for start in range(0, len(valid), 64):
+        xs = torch.cat([loaded.preprocess(open_rgb(p)) for p, _ in valid[start:start + 64]])
+        probs.append(loaded.forward(xs).softmax(1))
+    probs = torch.cat(probs)
+    targets = torch.tensor([t for _, t in valid])
+    losses = -probs[torch.arange(len(valid)), targets].clamp_min(1e-12).log()
+    return {"items": valid, "targets": targets, "preds": probs.argmax(1), "probs": probs, "losses": losses}
+
+
+def confusion_matrix(targets, preds, n_classes: int) -> np.ndarray:
+    """cm[actual, predicted] = count."""
+    cm = np.zeros((n_classes, n_classes), dtype=int)
+    np.add.at(cm, (np.asarray(targets), np.asarray(preds)), 1)
+    return cm
+
+
+def most_confused(cm: np.ndarray, classes, min_count: int = 1) -> list:
+    """[(actual, predicted, count)] off the diagonal, most frequent first."""
+    pairs = [(classes[a], classes[p], int(cm[a, p])) for a in range(len(classes)) for p in range(len(classes))
+             if a != p and cm[a, p] >= min_count]
+    return sorted(pairs, key=lambda r: (-r[2], r[0], r[1]))
+
+
+def confusion_figure(cm: np.ndarray, classes) -> go.Figure:
+    fig = go.Figure(go.Heatmap(z=cm, x=list(classes), y=list(classes), colorscale="Blues", text=cm,
+                               texttemplate="%{text}", hovertemplate="actual %{y}<br>predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(xaxis_title="predicted", yaxis_title="actual", yaxis_autorange="reversed",
+                      height=max(300, 40 * len(classes) + 120), margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
+
+def top_losses_grid(loaded: LoadedModel, predictions: dict, k: int = 9) -> Image.Image:
+    """The k validation images the model got most wrong: predicted / actual / loss / probability."""
+    order = predictions["losses"].argsort(descending=True)[:k].tolist()
+    classes = loaded.classes
+    tiles = []
+    for i in order:
+        path, target = predictions["items"][i]
+        pred = int(predictions["preds"][i])
+        picture = loaded.shown(open_rgb(path)).resize((128, 128))
+        caption = (f"{classes[pred]}/{classes[target]} / {float(predictions['losses'][i]):.2f} / "
+                   f"{float(predictions['probs'][i, target]):.2f}")
+        tiles.append(captioned(picture, caption, (240, 80, 80) if pred != target else (90, 220, 110)))
+    if not tiles:
+        raise InspectError("The validation set is empty.")
+    return grid(tiles, columns=min(3, len(tiles)))
+
+
+# --- activation statistics --------------------------------------------------------------
+
+def activation_figures(run_dir, layer: str | None = None) -> tuple:
+    """(means and stds per layer over training batches, histogram-over-time heatmap of one
+    layer, layer names); None figures when the run recorded no statistics."""
+    stats = load_activation_stats(Path(run_dir) / "activation_stats.pt")
+    if stats is None:
+        return None, None, []
+    layers = list(stats["layers"])
+    steps = list(range(len(stats["epoch"])))
+    lines = go.Figure()
+    for j, name in enumerate(layers):
+        lines.add_trace(go.Scatter(x=steps, y=stats["mean"][:, j].tolist(), name=f"{name} mean", legendgroup=name))
+        lines.add_trace(go.Scatter(x=steps, y=stats["std"][:, j].tolist(), name=f"{name} std", legendgroup=name,
+                                   line=dict(dash="dot"), visible="legendonly"))
+    lines.update_layout(xaxis_title="recorded training batch", yaxis_title="activation mean (std: click legend)",
+                        height=380, margin=dict(l=10, r=10, t=30, b=10))
+    layer = layer if layer in layers else layers[-1]
+    j = layers.index(layer)
+    hist = stats["hist"][:, j, :].float()
+    lo, hi = stats["hist_range"].tolist()
+    bins = hist.shape[1]
+    edges = [lo + (hi - lo) * (b + 0.5) / bins for b in range(bins)]
+    picture = go.Figure(go.Heatmap(z=hist.add(1).log().T.tolist(), x=steps, y=edges, colorscale="Viridis",
+                                   colorbar=dict(title="log count")))
+    near = stats["near_zero"][:, j].mean().item()
+    picture.update_layout(title=f"{layer}: |activation| histogram over training ({near:.0%} near zero on average)",
+                          xaxis_title="recorded training batch", yaxis_title="|activation|", height=380,
+                          margin=dict(l=10, r=10, t=40, b=10))
+    return lines, picture, layers

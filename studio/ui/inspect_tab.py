@@ -1,0 +1,117 @@
+"""The Inspect tab: look inside a finished run's checkpoint.
+
+Summary, activation statistics over training, CAM / Grad-CAM and feature maps on a picture,
+and for classifiers the confusion matrix, most-confused pairs and top losses. The work is in
+studio/inspect.py; this module wires it to components."""
+import gradio as gr
+
+from studio import inspect as insp
+from studio.checkpoints import cached_checkpoint
+from studio.ui.context import user_errors
+
+WITH_CHECKPOINT = ("completed", "stopped", "interrupted")
+
+
+def finished_runs(ctx, statuses=WITH_CHECKPOINT) -> list:
+    """[(label, run id)] of training runs that have a checkpoint, newest first."""
+    choices = []
+    for r in ctx.store.list_runs():
+        if r.get("kind") == "train" and r.get("status") in statuses:
+            if (ctx.workspace.run_dir(r["id"]) / "checkpoints").is_dir():
+                choices.append((f"{r['name']} · {r['task']} · {r['status']} · {r['id']}", r["id"]))
+    return choices
+
+
+def load(ctx, run_id):
+    if not run_id:
+        raise gr.Error("Choose a run first.", print_exception=False)
+    return cached_checkpoint(ctx.workspace.run_dir(run_id))
+
+
+def build(ctx):
+    gr.Markdown("### Inspect a trained model")
+    with gr.Row():
+        run = gr.Dropdown(label="Run", choices=finished_runs(ctx), value=None, scale=4)
+        refresh = gr.Button("Refresh list", scale=1)
+        open_button = gr.Button("Open", variant="primary", scale=1)
+    summary = gr.Dataframe(headers=["layer", "type", "output shape", "parameters", "trainable"],
+                           label="Model summary", max_height=300)
+    with gr.Accordion("Activation statistics over training", open=False):
+        stats_layer = gr.Dropdown(label="Layer for the histogram", choices=[])
+        stats_lines = gr.Plot(label="Mean and std per layer")
+        stats_hist = gr.Plot(label="Histogram over time")
+        stats_note = gr.Markdown()
+    gr.Markdown("#### Heatmaps and feature maps")
+    with gr.Row():
+        picture = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture", height=260)
+        result = gr.Image(type="pil", label="Heatmap", height=260, interactive=False)
+        features = gr.Image(type="pil", label="Strongest feature maps", height=260, interactive=False)
+    with gr.Row():
+        method = gr.Radio(["Grad-CAM", "CAM"], value="Grad-CAM", label="Method")
+        target = gr.Dropdown(label="Class (empty: the predicted one)", choices=[])
+        layer = gr.Dropdown(label="Layer (Grad-CAM, feature maps)", choices=[])
+        opacity = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
+    with gr.Row():
+        heat_button = gr.Button("Heatmap", variant="primary")
+        features_button = gr.Button("Feature maps")
+    heat_note = gr.Markdown()
+    with gr.Accordion("Classifier: confusion matrix, most confused, top losses", open=False):
+        validate_button = gr.Button("Run on the validation set")
+        confusion = gr.Plot(label="Confusion matrix")
+        confused = gr.Dataframe(headers=["actual", "predicted", "count"], label="Most confused")
+        losses = gr.Image(type="pil", label="Top losses: predicted/actual / loss / probability of actual",
+                          interactive=False)
+
+    @user_errors
+    def on_open(run_id):
+        loaded = load(ctx, run_id)
+        layers = insp.layer_choices(loaded)
+        default = insp.default_layer(loaded.model) if layers else None
+        lines, hist, stat_layers = insp.activation_figures(ctx.workspace.run_dir(run_id))
+        note = "" if lines else "This run recorded no activation statistics (runs from before this feature, or switched off)."
+        classes = loaded.classes if loaded.task == "classify" else []
+        return (insp.model_summary(loaded), gr.update(choices=stat_layers, value=stat_layers[-1] if stat_layers else None),
+                lines, hist, note, gr.update(choices=classes, value=None), gr.update(choices=layers, value=default))
+
+    @user_errors
+    def on_stats_layer(run_id, name):
+        if not run_id:
+            return None, None
+        lines, hist, _ = insp.activation_figures(ctx.workspace.run_dir(run_id), name)
+        return lines, hist
+
+    def _class_index(loaded, name):
+        return loaded.classes.index(name) if name and name in loaded.classes else None
+
+    @user_errors
+    def on_heatmap(run_id, image, how, name, layer_name, alpha):
+        loaded = load(ctx, run_id)
+        if image is None:
+            raise gr.Error("Upload a picture first.", print_exception=False)
+        if loaded.task != "classify":
+            raise gr.Error(f"Heatmaps are for classify runs; this is a {loaded.task} run.", print_exception=False)
+        picture, index = insp.heatmap(loaded, image, how, _class_index(loaded, name), layer_name or None, alpha)
+        where = "the body's last activations" if how == "CAM" else f"layer {layer_name or insp.default_layer(loaded.model)}"
+        return picture, f"{how} for **{loaded.classes[index]}** on {where}."
+
+    @user_errors
+    def on_features(run_id, image, layer_name):
+        loaded = load(ctx, run_id)
+        if image is None:
+            raise gr.Error("Upload a picture first.", print_exception=False)
+        return insp.strongest_feature_maps(loaded, image, layer_name or insp.default_layer(loaded.model))
+
+    @user_errors
+    def on_validate(run_id):
+        loaded = load(ctx, run_id)
+        found = insp.validation_predictions(loaded)
+        cm = insp.confusion_matrix(found["targets"], found["preds"], len(loaded.classes))
+        pairs = [list(p) for p in insp.most_confused(cm, loaded.classes)]
+        return insp.confusion_figure(cm, loaded.classes), pairs, insp.top_losses_grid(loaded, found)
+
+    refresh.click(lambda: gr.update(choices=finished_runs(ctx)), outputs=run)
+    open_button.click(on_open, run, [summary, stats_layer, stats_lines, stats_hist, stats_note, target, layer])
+    stats_layer.change(on_stats_layer, [run, stats_layer], [stats_lines, stats_hist])
+    heat_button.click(on_heatmap, [run, picture, method, target, layer, opacity], [result, heat_note])
+    features_button.click(on_features, [run, picture, layer], features)
+    validate_button.click(on_validate, run, [confusion, confused, losses])

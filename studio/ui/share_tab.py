@@ -1,0 +1,93 @@
+"""The Share tab: export a finished run as a bundle and serve it as a standalone demo.
+
+The bundle goes to WORKSPACE/exports/RUN_ID; the demo is `python -m studio.demo` in its own
+process on its own port (studio.demo.DemoProcess), so it cannot slow or crash the studio."""
+import threading
+
+import gradio as gr
+
+from studio.demo import DemoProcess, SHARE_OFFLINE
+from studio.export import export_bundle
+from studio.ui.context import user_errors
+from studio.ui.inspect_tab import finished_runs
+
+_demos: dict = {}   # run id -> DemoProcess, one per run
+_lock = threading.Lock()
+
+
+def exports_dir(ctx, run_id):
+    return ctx.workspace.root / "exports" / ctx.workspace.run_dir(run_id).name
+
+
+def start_demo(ctx, run_id, share=False, auth=None, timeout=120):
+    """Export the run and launch its demo; returns (DemoProcess, message in Markdown)."""
+    bundle = exports_dir(ctx, run_id)
+    result = export_bundle(ctx.workspace.run_dir(run_id), bundle)
+    stop_demo(run_id)
+    demo = DemoProcess(bundle, share=share, auth=auth or None, log_path=bundle / "demo.log")
+    with _lock:
+        _demos[run_id] = demo
+    if not demo.wait_ready(timeout):
+        demo.stop()
+        tail = "\n".join(demo.output().splitlines()[-5:])
+        raise ValueError(f"The demo did not start. Its last lines:\n{tail}")
+    lines = [f"Demo running at [{demo.url}]({demo.url}) (on this machine only).",
+             f"Bundle: `{bundle}` ({', '.join(result['files'])}); ONNX {result['onnx']}."]
+    if share:
+        output = demo.output()
+        link = next((l.split(": ", 1)[1] for l in output.splitlines() if l.startswith("Public share link")), None)
+        lines.insert(1, f"Public link: {link}" if link else SHARE_OFFLINE.format(url=demo.url))
+    return demo, "\n\n".join(lines)
+
+
+def stop_demo(run_id) -> bool:
+    with _lock:
+        demo = _demos.pop(run_id, None)
+    if demo is None:
+        return False
+    demo.stop()
+    return True
+
+
+def build(ctx):
+    gr.Markdown("### Share a trained model")
+    with gr.Row():
+        run = gr.Dropdown(label="Run", choices=finished_runs(ctx, ("completed",)), value=None, scale=4)
+        refresh = gr.Button("Refresh list", scale=1)
+    with gr.Row():
+        share = gr.Checkbox(label="Public share link (needs internet)", value=False)
+        user = gr.Textbox(label="Username (optional)")
+        password = gr.Textbox(label="Password (optional)", type="password")
+    with gr.Row():
+        export_button = gr.Button("Export bundle only")
+        start = gr.Button("Start demo", variant="primary")
+        stop = gr.Button("Stop demo", variant="stop")
+    status = gr.Markdown()
+
+    def _need(run_id):
+        if not run_id:
+            raise gr.Error("Choose a run first.", print_exception=False)
+
+    @user_errors
+    def on_export(run_id):
+        _need(run_id)
+        result = export_bundle(ctx.workspace.run_dir(run_id), exports_dir(ctx, run_id))
+        return f"Bundle written to `{result['dir']}`: {', '.join(result['files'])}. ONNX {result['onnx']}."
+
+    @user_errors
+    def on_start(run_id, public, name, secret):
+        _need(run_id)
+        if bool(name) != bool(secret):
+            raise gr.Error("Give both a username and a password, or neither.", print_exception=False)
+        _, message = start_demo(ctx, run_id, public, f"{name}:{secret}" if name else None)
+        return message
+
+    @user_errors
+    def on_stop(run_id):
+        _need(run_id)
+        return "Demo stopped." if stop_demo(run_id) else "No demo was running for this run."
+
+    refresh.click(lambda: gr.update(choices=finished_runs(ctx, ("completed",))), outputs=run)
+    export_button.click(on_export, run, status)
+    start.click(on_start, [run, share, user, password], status)
+    stop.click(on_stop, run, status)
