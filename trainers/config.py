@@ -23,7 +23,7 @@ class RunConfig:
     epochs: int = 3
     lr: float | None = 3e-3
     batch_size: int = 32
-    image_size: int = 64
+    image_size: int = 128
     freeze_epochs: int = 1
     seed: int = 42
     mixed_precision: bool = True
