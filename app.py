@@ -1,0 +1,104 @@
+"""Darkroom's studio: `python app.py [--workspace DIR] [--host 127.0.0.1] [--port N] [--share]
+[--auth USER:PASSWORD] [--max-runs N]`, then open the printed address in a browser.
+
+Runs train in their own processes and keep going when the studio stops; started again on the
+same workspace, the studio finds them (see studio/jobs.py)."""
+import argparse
+import os
+import socket
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+MAX_UPLOAD = "2gb"          # dataset archives are uploaded through the Data tab
+SHARE_CHECK_S = 3.0         # how long --share waits to learn whether the internet is there
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python app.py", description="Darkroom: a browser studio for training image models.")
+    p.add_argument("--workspace", default=None,
+                   help="folder for datasets, runs and the run store (default: $DARKROOM_WORKSPACE or ~/.darkroom)")
+    p.add_argument("--host", default="127.0.0.1", help="address to serve on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    p.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link (needs the internet)")
+    p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="ask for this user name and password")
+    p.add_argument("--max-runs", type=int, default=None, metavar="N",
+                   help="runs that train at the same time (default: one per GPU, one on the CPU)")
+    args = p.parse_args(argv)
+    if args.auth is not None and (":" not in args.auth or not args.auth.split(":", 1)[0] or not args.auth.split(":", 1)[1]):
+        p.error("--auth takes USER:PASSWORD, both non-empty, e.g. --auth ada:secret")
+    if args.max_runs is not None and args.max_runs < 1:
+        p.error("--max-runs must be 1 or more")
+    return args
+
+
+def share_server_reachable(timeout: float = SHARE_CHECK_S) -> bool:
+    """Can this machine reach Gradio's share service? Asked with a short timeout so that an
+    offline studio does not wait half a minute for Gradio to give up."""
+    from gradio import networking
+
+    host = networking.GRADIO_API_SERVER.split("://", 1)[-1].split("/", 1)[0]
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def no_share_message(url: str) -> str:
+    return ("could not create a public share link: no internet connection (or Gradio's share service "
+            f"cannot be reached); the studio is still serving locally at {url}")
+
+
+def warm_up_trainers():
+    """Import torch and the trainers while the person looks at the page, so that the first
+    Start does not wait for them."""
+    try:
+        import trainers  # noqa: F401
+    except Exception as e:  # the first submit will report it properly
+        print(f"darkroom: could not load the trainers yet: {e}", file=sys.stderr)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from studio.datasets.samples import ASSETS, install_samples
+    from studio.ui.context import StudioContext
+
+    ctx = StudioContext.open(args.workspace, slots=args.max_runs)
+    installed = install_samples(ctx.workspace)
+    if installed:
+        print(f"darkroom: installed the sample datasets {', '.join(installed)} into {ctx.workspace.datasets_dir}")
+    threading.Thread(target=warm_up_trainers, daemon=True, name="warm-up").start()
+
+    from studio.ui import build_app
+    from studio.ui.app import CSS
+
+    demo = build_app(ctx)
+    share = args.share and share_server_reachable()
+    ctx.jobs.start_background()
+    try:
+        demo.queue(default_concurrency_limit=8)
+        demo.launch(
+            server_name=args.host, server_port=args.port, share=share, css=CSS,
+            auth=tuple(args.auth.split(":", 1)) if args.auth else None,
+            # Files are served from the workspace and the bundled assets, nothing else.
+            allowed_paths=[str(ctx.workspace.root), str(ASSETS)],
+            max_file_size=MAX_UPLOAD, prevent_thread_lock=True, show_error=True, quiet=True,
+        )
+        if args.share and not demo.share_url:
+            print("darkroom: " + no_share_message(demo.local_url) + ".", flush=True)
+        print(f"darkroom: serving {ctx.workspace.root} at {demo.local_url}", flush=True)
+        demo.block_thread()  # until Ctrl-C
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctx.jobs.shutdown()  # runs keep going; the next studio finds them
+        print("darkroom: studio stopped; runs in progress keep training.", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""The studio's documented API (docs/API.md): the main actions as named endpoints, for scripts
+that drive the studio with gradio_client. Each is a plain typed function registered with
+gr.api, so its api_name is stable whatever the tabs look like. A refusal comes back as a
+gr.Error carrying its sentence, never a traceback."""
+import json
+
+import gradio as gr
+
+from studio.datasets.errors import DatasetError
+from studio.datasets.manifest import dataset_names, read_manifest
+
+from .context import user_errors
+
+SUMMARY_FIELDS = ("id", "name", "kind", "status", "task", "dataset", "epoch", "epochs", "best_metric",
+                  "monitor", "device", "created", "started", "ended", "error")
+
+
+def _record(store, run_id):
+    record = store.get_run(str(run_id or "").strip())
+    if record is None:
+        raise gr.Error(f"There is no run {run_id!r}; list_runs shows the runs there are.", print_exception=False)
+    return record
+
+
+def status_of(store, record) -> dict:
+    metrics = store.epoch_metrics(record["id"])
+    return {
+        "id": record["id"], "name": record["name"], "kind": record["kind"], "status": record["status"],
+        "epoch": record.get("epoch") or 0, "epochs": record.get("epochs"),
+        "batch": record.get("batch") or 0, "batches": record.get("batches"), "eta_s": record.get("eta_s"),
+        "metrics": metrics[-1] if metrics else {}, "best_metric": record.get("best_metric"),
+        "monitor": record.get("monitor"), "device": record.get("device"), "error": record.get("error"),
+        "result": record.get("result") if record["kind"] == "lr_find" else None,
+    }
+
+
+def register(ctx):
+    """Call inside the Blocks context."""
+    ws, store, jobs = ctx.workspace, ctx.store, ctx.jobs
+
+    @user_errors
+    def list_datasets() -> list[dict]:
+        """The workspace's datasets: name, kind (classify, segment, restore, images), classes or codes, counts."""
+        out = []
+        for name in dataset_names(ws):
+            try:
+                manifest = read_manifest(ws.dataset_dir(name))
+            except DatasetError:
+                continue
+            entry = {"name": name, "kind": manifest.get("kind"), "counts": manifest.get("counts", {})}
+            for key in ("classes", "codes"):
+                if key in manifest:
+                    entry[key] = manifest[key]
+            out.append(entry)
+        return out
+
+    @user_errors
+    def start_run(config: str, name: str = "") -> str:
+        """Queue a training run. `config` is a JSON object of RunConfig settings; "data" may be a
+        dataset name of the workspace. Returns the new run's id."""
+        try:
+            settings = json.loads(config) if isinstance(config, str) else config
+        except json.JSONDecodeError as e:
+            raise gr.Error(f"The config is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
+                           print_exception=False) from None
+        if not isinstance(settings, dict):
+            raise gr.Error('The config must be a JSON object, such as {"task": "classify", "data": "digits"}.',
+                           print_exception=False)
+        return jobs.submit(settings, name=name or None)
+
+    @user_errors
+    def run_status(run_id: str) -> dict:
+        """A run's status, epoch and epochs, batch, ETA, last epoch's metrics, best metric, device and error."""
+        return status_of(store, _record(store, run_id))
+
+    @user_errors
+    def stop_run(run_id: str) -> dict:
+        """Ask a run to stop (a queued one stops at once; a running one after its current batch,
+        keeping its last checkpoint). Returns its status right after the request."""
+        jobs.stop(_record(store, run_id)["id"])
+        return status_of(store, _record(store, run_id))
+
+    @user_errors
+    def resume_run(run_id: str) -> dict:
+        """Queue an interrupted, stopped or failed run again, to continue from its last checkpoint."""
+        jobs.resume(_record(store, run_id)["id"])
+        return status_of(store, _record(store, run_id))
+
+    @user_errors
+    def list_runs() -> list[dict]:
+        """Every run, newest first, with its status, task, dataset, progress and best metric."""
+        return [{k: r.get(k) for k in SUMMARY_FIELDS} for r in store.list_runs()]
+
+    for fn in (list_datasets, start_run, run_status, stop_run, resume_run, list_runs):
+        # No concurrency limit: a status call must not wait behind another client's call.
+        gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

@@ -1,0 +1,43 @@
+"""What every tab's build(ctx) gets: the workspace, the run store and the scheduler; and the
+one way a handler turns a refusal into a message for the person at the screen."""
+import functools
+import logging
+from dataclasses import dataclass
+
+import gradio as gr
+
+from studio.jobs import Jobs
+from studio.store import Store
+from studio.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StudioContext:
+    workspace: Workspace
+    store: Store
+    jobs: Jobs
+
+    @classmethod
+    def open(cls, root=None, slots=None) -> "StudioContext":
+        workspace = Workspace.open(root)
+        store = Store(workspace.store_dir)
+        return cls(workspace, store, Jobs(workspace, store, slots=slots))
+
+
+def user_errors(fn):
+    """ConfigError, JobError, WorkspaceError... (all ValueErrors with a sentence) become a
+    gr.Error with that sentence; anything else a short sentence, its traceback in the log."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except ValueError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:
+            log.exception("%s failed", fn.__name__)
+            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}).", print_exception=False) from None
+    return wrapper

@@ -1,0 +1,202 @@
+"""The Runs tab: every run in a table, loss curves of several runs overlaid, one run's sample
+grids scrubbed epoch by epoch, and resume, clone with changes, delete (after a confirmation).
+
+The table is refreshed by a slow gr.Timer that compares each run's (status, version) with what
+the page has and sends nothing when no run changed."""
+import html
+import json
+import time
+
+import gradio as gr
+import pandas as pd
+
+from studio import plots
+
+from .context import user_errors
+from .train_tab import clock
+
+TICK_S = 3.0
+COLUMNS = ["name", "id", "status", "task", "dataset", "best metric", "duration", "device"]
+
+
+def _duration(record) -> str:
+    if not record.get("started"):
+        return ""
+    return clock((record.get("ended") or time.time()) - record["started"])
+
+
+def _best(record) -> str:
+    value = record.get("best_metric")
+    if not isinstance(value, (int, float)):
+        return ""
+    return f"{record.get('monitor') or 'metric'} {value:.4g}"
+
+
+def runs_frame(records) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        name = r["name"] + (" (LR finder)" if r["kind"] == "lr_find" and "LR finder" not in r["name"] else "")
+        rows.append([name, r["id"], r["status"], r["task"], r["dataset"], _best(r), _duration(r), r.get("device") or ""])
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def run_choices(records, kind=None) -> list:
+    return [(f"{r['name']} · {r['id']} ({r['status']})", r["id"]) for r in records if kind is None or r["kind"] == kind]
+
+
+def run_details(record) -> str:
+    if record is None:
+        return "Choose a run (click its row in the table, or pick it here)."
+    e = html.escape
+    config = {k: v for k, v in (record.get("config") or {}).items() if k != "data"}
+    text = (f"**{e(record['name'])}** `{record['id']}`: {record['status']}"
+            + (f", epoch {record.get('epoch') or 0}/{record['epochs']}" if record.get("epochs") else "")
+            + (f"\n\n⚠ {e(record['error'])}" if record.get("error") else "")
+            + f"\n\n```json\n{json.dumps(config, indent=1)}\n```")
+    return text
+
+
+def build(ctx):
+    store, jobs = ctx.store, ctx.jobs
+    records = store.list_runs()
+
+    with gr.Row():
+        refresh = gr.Button("↻ Refresh", scale=0, min_width=110, size="sm")
+        message = gr.Markdown("")
+    table = gr.Dataframe(runs_frame(records), label="Runs (newest first; click a row to choose it)",
+                         interactive=False, max_height=320)
+    with gr.Row():
+        with gr.Column():
+            compare = gr.Dropdown(run_choices(records, "train"), multiselect=True, label="Compare loss curves of",
+                                  info="Choose several runs: one colour per run.")
+            compare_log_y = gr.Checkbox(False, label="Log-scale loss")
+            overlay = gr.Plot(plots.overlay_figure([]), label="Loss, runs compared")
+        with gr.Column():
+            chosen = gr.Dropdown(run_choices(records), label="Run", info="The run the buttons below act on.")
+            details = gr.Markdown(run_details(None))
+            epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
+                              interactive=False)
+            grid = gr.Image(label="Samples (input | prediction | target)", type="filepath", interactive=False)
+            with gr.Row():
+                resume = gr.Button("Resume")
+                delete = gr.Button("Delete…", variant="stop")
+            with gr.Row(visible=False) as confirm_row:
+                confirm_text = gr.Markdown("")
+                confirm = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=140)
+                cancel = gr.Button("Cancel", scale=0, min_width=100)
+            changes = gr.Code('{"epochs": 5}', language="json", label="Changes for the clone (JSON)", lines=3)
+            clone = gr.Button("Clone with changes")
+    shown = gr.State(None)  # signature of the table the page has
+    timer = gr.Timer(TICK_S)
+
+    # --- the table ---
+    def table_update(current, rid=None, force=False):
+        """(table, compare choices, run choices, signature, details of the chosen run)."""
+        records = store.list_runs()
+        signature = [(r["id"], r["status"], store.version(r["id"])) for r in records]
+        if not force and signature == current:
+            return (gr.skip(),) * 5
+        chosen_record = next((r for r in records if r["id"] == rid), None)
+        return (runs_frame(records), gr.update(choices=run_choices(records, "train")),
+                gr.update(choices=run_choices(records)), signature,
+                run_details(chosen_record) if rid else gr.skip())
+
+    table_outputs = [table, compare, chosen, shown, details]
+    timer.tick(table_update, [shown, chosen], table_outputs, api_visibility="private", show_progress="hidden")
+    refresh.click(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs,
+                  api_visibility="private")
+
+    def pick_row(frame, evt: gr.SelectData):
+        row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+        try:
+            return frame.iloc[row]["id"]
+        except (IndexError, KeyError, AttributeError):
+            return gr.skip()
+
+    table.select(pick_row, table, chosen, api_visibility="private")
+
+    # --- overlay ---
+    def draw_overlay(ids, log_y):
+        runs = []
+        for rid in ids or []:
+            record = store.get_run(rid)
+            if record is not None:
+                runs.append((f"{record['name']} ({rid[-4:]})", store.batch_losses(rid), store.epoch_metrics(rid)))
+        return plots.overlay_figure(runs, log_y=bool(log_y))
+
+    compare.change(draw_overlay, [compare, compare_log_y], overlay, api_visibility="private")
+    compare_log_y.change(draw_overlay, [compare, compare_log_y], overlay, api_visibility="private")
+
+    # --- one run: details and samples ---
+    def choose(rid):
+        record = store.get_run(rid) if rid else None
+        samples = store.samples(rid) if record else []
+        if samples:
+            first, last = samples[0][0], samples[-1][0]
+            # A slider needs a range: one grid so far gets an inactive slider one epoch wide.
+            slider = gr.update(minimum=first, maximum=max(last, first + 1), value=last, interactive=last > first)
+            image = samples[-1][1]
+        else:
+            slider, image = gr.update(minimum=1, maximum=2, value=1, interactive=False), None
+        return run_details(record), slider, image, gr.update(visible=False)
+
+    def scrub(rid, at):
+        samples = dict(store.samples(rid)) if rid else {}
+        if not samples:
+            return None
+        nearest = min(samples, key=lambda e: abs(e - (at or 0)))
+        return samples[nearest]
+
+    chosen.change(choose, chosen, [details, epoch, grid, confirm_row], api_visibility="private")
+    epoch.change(scrub, [chosen, epoch], grid, api_visibility="private", show_progress="hidden")
+
+    # --- actions ---
+    def need(rid):
+        if not rid:
+            raise gr.Error("Choose a run first (click its row in the table).", print_exception=False)
+
+    @user_errors
+    def do_resume(rid, current):
+        need(rid)
+        jobs.resume(rid)
+        return (f"Run `{rid}` is queued again; it continues from its last checkpoint.",
+                *table_update(current, rid, force=True))
+
+    @user_errors
+    def do_clone(rid, text, current):
+        need(rid)
+        try:
+            delta = json.loads(text or "{}")
+        except json.JSONDecodeError as e:
+            raise gr.Error(f"The changes are not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
+                           print_exception=False) from None
+        if not isinstance(delta, dict):
+            raise gr.Error('The changes must be a JSON object, such as {"epochs": 5, "lr": 0.001}.',
+                           print_exception=False)
+        new_id = jobs.clone(rid, delta)
+        return (f"Cloned into run `{new_id}`, queued.", *table_update(current, rid, force=True))
+
+    action_outputs = [message, *table_outputs]
+    resume.click(do_resume, [chosen, shown], action_outputs, api_visibility="private")
+    clone.click(do_clone, [chosen, changes, shown], action_outputs, api_visibility="private")
+
+    def ask_delete(rid):
+        need(rid)
+        record = store.get_run(rid)
+        if record is None:
+            raise gr.Error("That run is gone already.", print_exception=False)
+        return (gr.update(visible=True),
+                f"Delete **{html.escape(record['name'])}** `{rid}` with its checkpoints and samples? This cannot be undone.")
+
+    @user_errors
+    def do_delete(rid, current):
+        need(rid)
+        jobs.delete(rid)
+        frame, compare_update, chosen_update, signature, _ = table_update(current, force=True)
+        chosen_update["value"] = None
+        return (gr.update(visible=False), f"Run `{rid}` deleted.", frame, compare_update, chosen_update, signature,
+                run_details(None))
+
+    delete.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
+    cancel.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
+    confirm.click(do_delete, [chosen, shown], [confirm_row, message, *table_outputs], api_visibility="private")

@@ -1,0 +1,317 @@
+"""The Train tab: choose a dataset and settings, find a learning rate, start a run and watch it.
+
+The run itself is a worker process started by the scheduler (studio/jobs.py); this tab only
+submits it and then follows it through the store. A gr.Timer asks the store every
+TICK_S seconds whether the run changed (store.version) and sends only the parts of the view
+that did; when nothing changed every output is gr.skip(), so an idle page costs nothing.
+"""
+import html
+import time
+from types import SimpleNamespace
+
+import gradio as gr
+import pandas as pd
+
+from studio import plots
+from studio.datasets.errors import DatasetError
+from studio.datasets.manifest import dataset_names, read_manifest
+from studio.store import ENDED
+
+from .context import user_errors
+
+TICK_S = 1.5
+LOG_LINES = 40
+ACTIVE = ("queued", "running")
+# All the studio's tasks; the trainers say which ones this version can train.
+TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
+TASK_FOR_KIND = {"classify": "classify", "segment": "segment", "restore": "restore", "images": "wgan"}
+ARCHS = ("resnet18", "resnet34", "resnet50")
+
+
+class SettingsError(ValueError):
+    """A setting typed in the form that cannot become a config (the trainers check the rest;
+    importing them here would load torch before the page could open)."""
+PRETRAINED_INFO = ("ImageNet weights through torchvision. They are downloaded once into TORCH_HOME; "
+                   "offline, a run that asks for them fails at once and names the file and the folder to put it in.")
+
+
+# --------------------------------------------------------------------------- reading settings
+def dataset_summary(workspace, name) -> str:
+    if not name:
+        return "Choose a dataset (build one in the Data tab, or use a bundled sample)."
+    try:
+        manifest = read_manifest(workspace.dataset_dir(name))
+    except (DatasetError, ValueError) as e:
+        return f"⚠ {e}"
+    kind = manifest.get("kind", "?")
+    counts = manifest.get("counts", {})
+    parts = []
+    for split, per in counts.items():
+        n = sum(per.values()) if isinstance(per, dict) else per
+        parts.append(f"{split}: {n}")
+    labels = manifest.get("classes") or manifest.get("codes")
+    text = f"**{name}**: {kind} dataset" + (f" ({', '.join(parts)} images)" if parts else "")
+    if labels:
+        shown = ", ".join(map(str, labels[:12])) + (" …" if len(labels) > 12 else "")
+        text += f"; {len(labels)} {'classes' if manifest.get('classes') else 'codes'}: {shown}"
+    return text
+
+
+def task_for_dataset(workspace, name):
+    try:
+        return TASK_FOR_KIND.get(read_manifest(workspace.dataset_dir(name)).get("kind"))
+    except (DatasetError, ValueError):
+        return None
+
+
+def parse_lr(text):
+    """Blank means: let the LR finder choose (lr null in the config)."""
+    text = str(text if text is not None else "").strip()
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise SettingsError(f"The learning rate must be a number such as 0.003, or blank to let the "
+                          f"learning-rate finder choose; {text!r} is neither.") from None
+
+
+def _whole(value, label):
+    if value is None or value == "":
+        raise SettingsError(f"'{label}' is empty: give a whole number.")
+    if float(value) != int(float(value)):
+        raise SettingsError(f"'{label}' must be a whole number, not {value}.")
+    return int(float(value))
+
+
+def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
+                mixed_precision, seed) -> dict:
+    if not dataset:
+        raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
+    return {
+        "task": task or "classify", "data": dataset, "arch": arch or "resnet18", "pretrained": bool(pretrained),
+        "image_size": _whole(image_size, "Image size"), "batch_size": _whole(batch_size, "Batch size"),
+        "epochs": _whole(epochs, "Epochs"), "lr": parse_lr(lr), "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
+        "mixed_precision": bool(mixed_precision), "seed": _whole(seed, "Seed"),
+    }
+
+
+# --------------------------------------------------------------------------- showing a run
+def clock(seconds) -> str:
+    seconds = int(max(seconds or 0, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def status_html(record) -> str:
+    if record is None:
+        return "<p>No run followed yet: choose a dataset and click <b>Start</b>.</p>"
+    e = html.escape
+    status = record["status"]
+    lines = [f"<b>{e(record['name'])}</b> <code>{e(record['id'])}</code>: <b data-status='{e(status)}'>{e(status)}</b>"
+             + (f" on {e(record['device'])}" if record.get("device") else "")]
+    epochs, batches = record.get("epochs") or 0, record.get("batches") or 0
+    if record["kind"] == "train" and epochs:
+        epoch, batch = record.get("epoch") or 0, record.get("batch") or 0
+        done = ((epoch - 1) * batches + batch) / (epochs * batches) if batches and epoch else 0
+        if status == "completed":
+            done = 1
+        progress = f"epoch {epoch}/{epochs}" + (f", batch {batch}/{batches}" if batches else "")
+        if status == "running" and record.get("eta_s") is not None:
+            progress += f", about {clock(record['eta_s'])} left"
+        lines.append(f"<progress value='{done:.3f}' max='1' style='width:100%'></progress> {progress}")
+    if record.get("started"):
+        end = record.get("ended") or time.time()
+        lines.append(f"time {clock(end - record['started'])}"
+                     + (f"; best {e(record.get('monitor') or 'metric')} {record['best_metric']:.4g}"
+                        if isinstance(record.get("best_metric"), (int, float)) else ""))
+    if record.get("error"):
+        lines.append(f"<span style='color:#c33'>{e(record['error'])}</span>")
+    return "<div class='darkroom-run'>" + "<br>".join(lines) + "</div>"
+
+
+def metrics_frame(rows) -> pd.DataFrame:
+    columns = ["epoch", "train_loss", "valid_loss"] + plots.metric_names(rows) + ["seconds"]
+    data = [[_round(row.get(c)) for c in columns] for row in rows]
+    return pd.DataFrame(data, columns=columns)
+
+
+def _round(value):
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def follow_view(store, run_id, sent, log_y, force=False):
+    """(status, loss plot, metrics, sample, log, stop button, sent) for the followed run, with
+    gr.skip() for each part that is the same as what this page was sent last time."""
+    sent = dict(sent or {})
+    skip = (gr.skip(),) * 7
+    if not run_id:
+        return skip
+    version = store.version(run_id)
+    if not force and sent.get("run") == run_id and sent.get("version") == version and sent.get("log_y") == log_y:
+        return skip
+    record = store.get_run(run_id)
+    if record is None:
+        return (status_html(None), plots.empty_figure("Loss"), None, None, "", gr.update(interactive=False),
+                {"run": None})
+    fresh = force or sent.get("run") != run_id
+    out = []
+
+    def part(key, signature, make):
+        if fresh or sent.get(key) != signature:
+            sent[key] = signature
+            out.append(make())
+        else:
+            out.append(gr.skip())
+
+    losses = store.batch_losses(run_id)
+    epochs = store.epoch_metrics(run_id)
+    samples = store.samples(run_id)
+    log = store.log_tail(run_id, LOG_LINES)
+    page = status_html(record)
+    part("status", page, lambda: page)
+    part("loss", (len(losses), losses[-1]["step"] if losses else 0, len(epochs), log_y),
+         lambda: plots.loss_figure(losses, epochs, log_y=bool(log_y), batches_per_epoch=record.get("batches")))
+    part("metrics", repr(epochs), lambda: metrics_frame(epochs))
+    part("sample", samples[-1] if samples else None, lambda: samples[-1][1] if samples else None)
+    part("log", (len(log), log[-1] if log else None), lambda: "\n".join(log))
+    part("stop", record["status"] in ACTIVE, lambda: gr.update(interactive=record["status"] in ACTIVE))
+    sent.update(run=run_id, version=version, log_y=log_y)
+    return (*out, sent)
+
+
+def latest_run(store):
+    """The run a freshly opened page follows: one that trains now, else the newest."""
+    runs = [r for r in store.list_runs() if r["kind"] == "train"]
+    active = [r for r in runs if r["status"] in ACTIVE]
+    return (active or runs or [None])[0]
+
+
+# --------------------------------------------------------------------------- the tab
+def build(ctx):
+    ws, store, jobs = ctx.workspace, ctx.store, ctx.jobs
+    names = dataset_names(ws)
+    first = "digits" if "digits" in names else (names[0] if names else None)  # the sample a newcomer starts with
+
+    with gr.Row():
+        with gr.Column(scale=1, min_width=320):
+            with gr.Row(equal_height=True):
+                dataset = gr.Dropdown(names, value=first, label="Dataset", scale=4, elem_id="train-dataset",
+                                      info="A dataset of this workspace (the Data tab builds new ones).")
+                refresh = gr.Button("↻", scale=0, min_width=40, size="sm")
+            about = gr.Markdown(dataset_summary(ws, first))
+            task = gr.Dropdown(TASKS, value=task_for_dataset(ws, first) or "classify", label="Task",
+                               info="Chosen from the dataset's kind; the trainers check that the two fit.")
+            arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
+                               info="ResNet body; bigger is slower and needs more data.")
+            pretrained = gr.Checkbox(False, label="Pretrained weights", info=PRETRAINED_INFO)
+            with gr.Row():
+                image_size = gr.Number(128, label="Image size", precision=0, minimum=16, maximum=2048,
+                                       info="Pixels per side.")
+                batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1,
+                                       info="Images per step; lower it if memory runs out.")
+            with gr.Row():
+                epochs = gr.Number(3, label="Epochs", precision=0, minimum=1, info="Passes over the training set.")
+                freeze_epochs = gr.Number(1, label="Frozen epochs", precision=0, minimum=0,
+                                          info="With pretrained weights: train the head alone first.")
+            lr = gr.Textbox("0.003", label="Learning rate", elem_id="train-lr",
+                            info="Blank: the learning-rate finder chooses at the start of the run.")
+            with gr.Row():
+                mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
+                seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
+            run_name = gr.Textbox("", label="Run name (optional)")
+            with gr.Row():
+                find_lr = gr.Button("Find learning rate")
+                start = gr.Button("Start", variant="primary", elem_id="train-start")
+            lr_status = gr.Markdown("", elem_id="train-lr-status")
+            lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
+        with gr.Column(scale=2):
+            status = gr.HTML(status_html(None), elem_id="train-status")
+            with gr.Row():
+                stop = gr.Button("Stop", variant="stop", interactive=False, scale=0, min_width=100, elem_id="train-stop")
+                log_y = gr.Checkbox(False, label="Log-scale loss", scale=0, min_width=160)
+            loss_plot = gr.Plot(plots.empty_figure("Loss"), label="Loss", elem_id="train-loss")
+            with gr.Row():
+                metrics = gr.Dataframe(metrics_frame([]), label="Metrics per epoch", interactive=False, scale=1)
+                sample = gr.Image(label="Latest samples (input | prediction | target)", type="filepath",
+                                  interactive=False, scale=1, elem_id="train-sample")
+            log_box = gr.Textbox(label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False,
+                                 elem_id="train-log")
+    run_id = gr.State(None)
+    sent = gr.State({})
+    lr_run = gr.State(None)
+    timer = gr.Timer(TICK_S)
+    lr_timer = gr.Timer(TICK_S, active=False)
+    settings = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
+                mixed_precision, seed]
+    view = [status, loss_plot, metrics, sample, log_box, stop, sent]
+
+    # --- dataset and task ---
+    def refresh_datasets(current):
+        choices = dataset_names(ws)
+        value = current if current in choices else (choices[0] if choices else None)
+        return gr.update(choices=choices, value=value)
+
+    def on_dataset(name):
+        return dataset_summary(ws, name), gr.update(value=task_for_dataset(ws, name) or gr.skip())
+
+    refresh.click(refresh_datasets, dataset, dataset, api_visibility="private")
+    dataset.change(on_dataset, dataset, [about, task], api_visibility="private")
+
+    # --- start and follow ---
+    @user_errors
+    def submit_run(name, *values):
+        new_id = jobs.submit(make_config(*values), name=name or None)
+        return new_id, {}
+
+    start.click(submit_run, [run_name, *settings], [run_id, sent], api_visibility="private").then(
+        lambda rid, s, ly: follow_view(store, rid, s, ly, force=True), [run_id, sent, log_y], view,
+        api_visibility="private", show_progress="hidden")
+    timer.tick(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
+               api_visibility="private", show_progress="hidden", concurrency_limit=None)
+    log_y.change(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
+                 api_visibility="private", show_progress="hidden")
+
+    @user_errors
+    def stop_followed(rid):
+        if rid:
+            jobs.stop(rid)
+        return gr.update(interactive=False)
+
+    stop.click(stop_followed, run_id, stop, api_visibility="private")
+
+    # --- learning-rate finder ---
+    @user_errors
+    def start_lr_find(*values):
+        config = make_config(*values)
+        config["lr"] = None
+        new_id = jobs.submit(config, kind="lr_find")
+        return new_id, "Finding a learning rate: a short run of a few dozen batches…", gr.Timer(active=True)
+
+    def lr_progress(rid):
+        record = store.get_run(rid) if rid else None
+        if record is None:
+            return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
+        if record["status"] not in ENDED:
+            where = f" (batch {record['batch']})" if record.get("batch") else ""
+            return f"Finding a learning rate: {record['status']}{where}…", gr.skip(), gr.skip(), gr.skip()
+        result = record.get("result") or {}
+        if record["status"] == "completed" and result.get("suggestion"):
+            suggestion = result["suggestion"]
+            figure = plots.lr_figure(result.get("lrs"), result.get("losses"), suggestion)
+            return (f"The finder suggests **{suggestion:.2g}** (filled in below the settings).",
+                    gr.update(value=figure, visible=True), f"{suggestion:.2g}", gr.Timer(active=False))
+        reason = record.get("error") or record["status"]
+        return f"⚠ The learning-rate finder did not finish: {reason}", gr.skip(), gr.skip(), gr.Timer(active=False)
+
+    find_lr.click(start_lr_find, settings, [lr_run, lr_status, lr_timer], api_visibility="private")
+    lr_timer.tick(lr_progress, lr_run, [lr_status, lr_plot, lr, lr_timer], api_visibility="private",
+                  show_progress="hidden")
+
+    # --- a freshly opened page follows what is training (nothing is lost by closing the tab) ---
+    def on_load(ly):
+        record = latest_run(store)
+        rid = record["id"] if record else None
+        return (rid, *follow_view(store, rid, {}, ly, force=True)) if rid else (None,) + (gr.skip(),) * 7
+
+    return SimpleNamespace(run_id=run_id, on_load=(on_load, [log_y], [run_id, *view]))
