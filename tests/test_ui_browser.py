@@ -1,0 +1,110 @@
+"""The studio in a real headless Chromium: pick a dataset in Train, Start, watch the loss plot
+gain points and the sample grid appear until the run completes; then start a long run and
+stop it from the page."""
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.jobs import process_alive
+from studio.store import Store
+from test_ui_api import Studio, write_tiny_dataset
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 150_000
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+
+# The number of train points the page's loss plot shows (0 while it says "no data yet").
+LOSS_POINTS = """() => {
+  const plot = document.querySelector('#train-loss .js-plotly-plot');
+  const trace = plot && plot.data && plot.data.find(t => t.name === 'train (raw)');
+  return trace ? trace.x.length : 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def studio(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser") / "workspace"
+    write_tiny_dataset(root)
+    studio = Studio(root, root.parent / "studio.log")
+    yield studio
+    studio.close()
+    with Store(root / "store") as store:
+        for record in store.list_runs():
+            if record.get("pid") and process_alive(record["pid"], record["id"]):
+                os.kill(record["pid"], signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def page(studio):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
+                                                       viewport={"width": 1400, "height": 1100})
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(studio.url)
+        page.get_by_role("tab", name="Train").click()
+        yield page
+        browser.close()
+
+
+def fill_settings(page, epochs, batch_size):
+    page.locator("#train-dataset input").click()
+    page.get_by_role("option", name="colours", exact=True).click()
+    page.get_by_text("colours: classify dataset").wait_for()
+    for label, value in [("Image size", "32"), ("Batch size", str(batch_size)), ("Epochs", str(epochs)),
+                         ("Frozen epochs", "0")]:
+        page.get_by_label(label, exact=True).fill(value)
+
+
+def status_text(page):
+    return page.locator("#train-status").inner_text()
+
+
+def test_start_watch_the_loss_plot_and_samples_until_completed(page):
+    fill_settings(page, epochs=4, batch_size=4)
+    page.locator("#train-start").click()
+    page.locator("#train-status [data-status]").wait_for()
+    seen = set()
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while time.monotonic() < deadline:
+        seen.add(page.evaluate(LOSS_POINTS))
+        if page.locator("#train-status [data-status=completed]").count():
+            break
+        assert not page.locator("#train-status [data-status=failed]").count(), status_text(page)
+        time.sleep(0.3)
+    else:
+        pytest.fail(f"the run did not complete: {status_text(page)}")
+    time.sleep(2)  # the last tick
+    final = page.evaluate(LOSS_POINTS)
+    assert final == 4 * 9, f"the plot shows {final} train points, the run had 36 batches"
+    assert len(seen - {0}) >= 2, f"the loss plot never grew while the run trained (point counts seen: {seen})"
+    assert "epoch 4/4" in status_text(page)
+    sample = page.locator("#train-sample img")
+    sample.wait_for()
+    assert "epoch_004" in sample.get_attribute("src")
+    assert "best accuracy" in status_text(page)
+    assert "phase" in page.locator("#train-log textarea").input_value()
+
+
+def test_a_long_run_stops_from_the_page(page):
+    fill_settings(page, epochs=200, batch_size=4)
+    page.locator("#train-start").click()
+    page.locator("#train-status [data-status=running]").wait_for(timeout=WAIT_MS)
+    page.wait_for_function(LOSS_POINTS.replace("return trace ? trace.x.length : 0;",
+                                               "return trace && trace.x.length > 0;"), timeout=WAIT_MS)
+    stop = page.locator("#train-stop")
+    assert stop.is_enabled()
+    stop.click()
+    page.locator("#train-status [data-status=stopped]").wait_for(timeout=60_000)
+    assert "epoch" in status_text(page)
+    assert not stop.is_enabled()
