@@ -116,6 +116,11 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
     """Train `config` into `out_dir`; returns status ('completed' or 'stopped'), epochs_done,
     best_metric, monitor, device and lr."""
     config = _as_config(config)
+    # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: its
+    # own_fit(config) returns that fit (same arguments, same result), or None for the Learner below.
+    own_fit = getattr(get_task(config.task), "own_fit", lambda config: None)(config)
+    if own_fit is not None:
+        return own_fit(config, out_dir, reporter=reporter, resume=resume, device=device)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     checkpoint = None

@@ -18,3 +18,6 @@ def get_task(name: str):
 from . import classify  # noqa: E402,F401  (registers itself)
 from . import segment  # noqa: E402,F401
 from . import restore  # noqa: E402,F401
+from . import wgan  # noqa: E402,F401
+from . import style  # noqa: E402,F401
+from . import gan  # noqa: E402,F401

@@ -1,0 +1,179 @@
+"""gan: the course's restoration GAN, started from a finished `restore` run.
+
+extra.generator_run names the restore run's folder; its U-Net (best.pt, else last.pt) is the
+generator, already trained with a pixel or feature loss. A critic (spectral norm, strided
+convolutions, self-attention, no batch norm) first learns for extra.critic_pretrain_epochs
+passes to tell the generator's outputs from the clean images; then both train, taking turns by
+the switcher (gan_loop: "threshold" by default, as fastai's AdaptiveGANSwitcher, or "fixed").
+The generator's loss is the adversarial loss plus content_weight x the content loss (as in the
+restore run unless extra.loss says otherwise), which keeps it faithful to its input.
+
+Per epoch: psnr, ssim and input_psnr of the generator on the validation pairs, critic_accuracy
+(real clean images scored real and outputs scored fake, on the validation pairs), train_loss (the
+generator's mean loss), critic_loss. The generator's PSNR before GAN training is logged and kept
+in info["start_psnr"], so the cost of the adversarial sharpening can be read off.
+"""
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..config import RunConfig
+from ..device import pick_device
+from ..errors import ConfigError
+from ..gan_loop import (FixedSwitcher, GANParts, GANTrainer, RestorationObjective, ThresholdSwitcher, gan_loader,
+                        run_gan)
+from ..image_metrics import psnr, ssim
+from ..data import read_manifest
+from ..models.gan import Critic
+from ..models.unet import UNet
+from ..paired_data import RestorePairs, read_scale, scan_pairs
+from . import register
+from .base import Task
+from .restore import LOSSES, _sampler, choose_loss
+from .wgan import extra_number, own_loop_only
+
+SWITCHERS = ("threshold", "fixed")
+
+
+def generator_checkpoint(run_dir) -> tuple:
+    """(restore RunConfig, checkpoint dict) of a restore run folder, or a clear error."""
+    if not isinstance(run_dir, str) or not run_dir:
+        raise ConfigError("The gan task needs 'extra.generator_run': the folder of a finished restore run.")
+    run = Path(run_dir)
+    config_path = run / "config.json"
+    if not config_path.is_file():
+        raise ConfigError(f"{run} is not a run folder (no config.json): 'extra.generator_run' must name a restore run.")
+    restore_config = RunConfig.load(config_path)
+    if restore_config.task != "restore":
+        raise ConfigError(f"The run at {run} is a {restore_config.task!r} run; the gan task starts from a restore run.")
+    for name in ("best.pt", "last.pt"):
+        path = run / "checkpoints" / name
+        if path.is_file():
+            return restore_config, torch.load(path, map_location="cpu", weights_only=False)
+    raise ConfigError(f"The restore run at {run} has no checkpoint yet (checkpoints/best.pt or last.pt); "
+                      f"let it finish an epoch first.")
+
+
+def _settings(config) -> dict:
+    switcher = config.extra.get("switcher", "threshold")
+    if switcher not in SWITCHERS:
+        raise ConfigError(f"'extra.switcher' must be \"threshold\" or \"fixed\", not {switcher!r}.")
+    loss = config.extra.get("loss")
+    if loss is not None and loss not in LOSSES:
+        raise ConfigError(f"'extra.loss' must be \"feature\" or \"pixel\" (or left out), not {loss!r}.")
+    gen_threshold = config.extra.get("gen_threshold")
+    if gen_threshold is not None:
+        gen_threshold = extra_number(config, "gen_threshold", None)
+    return {
+        "switcher": switcher, "loss": loss, "gen_threshold": gen_threshold,
+        "critic_threshold": extra_number(config, "critic_threshold", 0.65),
+        "switch_max_steps": extra_number(config, "switch_max_steps", 20, int, 1),
+        "n_critic": extra_number(config, "n_critic", 1, int, 1),
+        "n_gen": extra_number(config, "n_gen", 1, int, 1),
+        "content_weight": extra_number(config, "content_weight", 50.0, float, 0),
+        "adversarial_weight": extra_number(config, "adversarial_weight", 1.0, float, 0),
+        "critic_pretrain_epochs": extra_number(config, "critic_pretrain_epochs", 1, int, 0),
+        "critic_width": extra_number(config, "critic_width", 64, int, 1),
+        "critic_self_attention": bool(config.extra.get("critic_self_attention", True)),
+    }
+
+
+@register
+class RestorationGAN(Task):
+    name = "gan"
+    default_monitor = "psnr"
+
+    def validate(self, config):
+        _settings(config)
+        restore_config, checkpoint = generator_checkpoint(config.extra.get("generator_run"))
+        scale = read_scale(config.data)
+        gen_scale = checkpoint.get("info", {}).get("scale", 1)
+        if scale != gen_scale:
+            raise ConfigError(f"The dataset's scale ({scale}) differs from the generator's ({gen_scale}); "
+                              f"use the restore run's kind of pairs.")
+        if config.image_size % scale:
+            raise ConfigError(f"The image size ({config.image_size}) must be a multiple of the scale ({scale}).")
+        train, _ = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
+        if config.batch_size > len(train):
+            raise ConfigError(f"The batch size ({config.batch_size}) is larger than the training set ({len(train)} pairs).")
+
+    def build(self, config, device):
+        own_loop_only(self.name)
+
+    def own_fit(self, config):
+        return self.fit
+
+    def fit(self, config, out_dir, reporter=None, resume=False, device=None):
+        s = _settings(config)
+        device = device if isinstance(device, torch.device) else pick_device(device)
+        restore_config, checkpoint = generator_checkpoint(config.extra["generator_run"])
+        info = checkpoint.get("info", {})
+        mean, std, scale = info["mean"], info["std"], info.get("scale", 1)
+        torch.manual_seed(config.seed)
+        generator = UNet(restore_config.arch, n_out=3, pretrained=False, scale=scale,
+                         blur=restore_config.extra.get("blur", True),
+                         self_attention=restore_config.extra.get("self_attention", True), image_residual=(mean, std))
+        generator.load_state_dict(checkpoint["model"])
+        critic = Critic(config.image_size, s["critic_width"], spectral=True, self_attention=s["critic_self_attention"])
+
+        train, valid = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
+        flip = bool(config.extra.get("flip", read_manifest(config.data).get("flip", True)))
+        train_ds = RestorePairs(train, scale, config.image_size, mean, std, train=True, augment=config.augment, flip=flip)
+        valid_ds = RestorePairs(valid, scale, config.image_size, mean, std)
+        valid_dl = DataLoader(valid_ds, config.batch_size * 2, shuffle=False, num_workers=config.num_workers)
+
+        content, note = choose_loss(s["loss"] if s["loss"] is not None else restore_config.extra.get("loss"))
+        objective = RestorationObjective(content.to(device), s["content_weight"], s["adversarial_weight"])
+        if s["switcher"] == "threshold":
+            switcher = ThresholdSwitcher(s["critic_threshold"], s["gen_threshold"], s["switch_max_steps"])
+        else:
+            switcher = FixedSwitcher(s["n_critic"], s["n_gen"])
+        lr = config.lr if config.lr is not None else 1e-4
+        # fastai's GAN optimiser: Adam without momentum's lag (beta1 = 0), which GANs prefer.
+        opt_g = torch.optim.Adam(generator.parameters(), lr, betas=(0.0, 0.99))
+        opt_c = torch.optim.Adam(critic.parameters(), lr, betas=(0.0, 0.99))
+        trainer = GANTrainer(generator, critic, gan_loader(train_ds, config, device), objective, switcher,
+                             opt_g, opt_c, device=device, seed=config.seed,
+                             validate_fn=lambda t: evaluate(t.generator, t.critic, valid_dl, device))
+        start = evaluate(trainer.generator, None, valid_dl, device)
+        info = {**info, "generator_run": str(config.extra["generator_run"]), "start_psnr": start["psnr"],
+                "content_loss": note, "train_count": len(train), "valid_count": len(valid),
+                "image_size": config.image_size, "arch": restore_config.arch,
+                "unet": {"blur": restore_config.extra.get("blur", True),
+                         "self_attention": restore_config.extra.get("self_attention", True)}}
+        parts = GANParts(trainer, _sampler(valid_ds, config.sample_count, config.seed, device),
+                         monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
+                         critic_pretrain_epochs=s["critic_pretrain_epochs"],
+                         notes=[f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "
+                                f"(input {start['input_psnr']:.2f} dB) before GAN training"])
+        return run_gan(config, out_dir, parts, reporter, resume)
+
+
+@torch.no_grad()
+def evaluate(generator, critic, valid_dl, device) -> dict:
+    """PSNR/SSIM of the generator and of the input over the validation pairs; the critic's
+    accuracy at telling clean images (logit > 0) from outputs (logit <= 0), when given."""
+    was = generator.training
+    generator.eval()
+    if critic is not None:
+        critic.eval()
+    totals = {"psnr": 0.0, "ssim": 0.0, "input_psnr": 0.0}
+    right = count = 0
+    for x, target in valid_dl:
+        x, target = x.to(device), target.to(device)
+        out = generator(x).float().clamp(0, 1)
+        clean, baseline = target[:, 0], target[:, 1]
+        totals["psnr"] += psnr(out, clean).sum().item()
+        totals["ssim"] += ssim(out, clean).sum().item()
+        totals["input_psnr"] += psnr(baseline, clean).sum().item()
+        if critic is not None:
+            right += (critic(clean * 2 - 1) > 0).sum().item() + (critic(out * 2 - 1) <= 0).sum().item()
+        count += len(x)
+    generator.train(was)
+    if critic is not None:
+        critic.train()
+    results = {k: v / max(count, 1) for k, v in totals.items()}
+    if critic is not None:
+        results["critic_accuracy"] = right / max(2 * count, 1)
+    return results

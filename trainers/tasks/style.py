@@ -1,0 +1,284 @@
+"""style: neural style transfer, two ways (extra.mode).
+
+"network" (default; Johnson et al.): a feed-forward StyleNet trains on a folder of photos to keep
+each photo's content (VGG activations) while taking on the style image's Gram matrices; then any
+photo is stylised in one pass. It runs on the ordinary Learner: an item is (photo, photo) and the
+loss is StyleLoss(output, photo). Validation photos (a seeded valid_pct of the folder) make the
+per-epoch grid: photo | stylised.
+
+"gatys" (Gatys et al.): no network; the pixels of one image are optimised (Adam, extra.pixel_lr)
+so that its activations match a content photo and its Gram matrices the style image. A short job:
+extra.steps steps in all, spread over `epochs` frames; after each frame its picture
+(content | image | style) goes to samples/ and its losses to metrics.jsonl, so the image can be
+watched as it forms; the final image is also written to result.png.
+"""
+import random
+import time
+from pathlib import Path
+
+import torch
+from torchvision.transforms import v2
+
+from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints
+from ..data import open_rgb
+from ..device import pick_device
+from ..errors import ConfigError
+from ..grid import captioned, side_by_side, to_pil
+from ..image_folder import ImageFolderSet, scan_images
+from ..metrics import Metric
+from ..models.style_net import StyleNet
+from ..models.vgg_features import pretrained_vgg_features
+from ..reporting import MultiReporter
+from ..run_files import RunFiles
+from ..style_loss import CONTENT_BLOCKS, STYLE_BLOCKS, StyleLoss, check_blocks
+from . import register
+from .base import Task, TaskParts
+from .wgan import extra_number
+
+MODES = ("network", "gatys")
+
+
+def load_image(path, size: int, what: str) -> torch.Tensor:
+    """(3, H, W) in [0, 1], the longer side `size` pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"The {what} image was not found: {path}")
+    im = open_rgb(path)
+    scale = size / max(im.size)
+    im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), 3)  # bicubic
+    return v2.functional.to_dtype(v2.functional.to_image(im), torch.float32, scale=True)
+
+
+def _settings(config) -> dict:
+    mode = config.extra.get("mode", "network")
+    if mode not in MODES:
+        raise ConfigError(f"'extra.mode' must be \"network\" (Johnson: train a network) or \"gatys\" "
+                          f"(optimise one image's pixels), not {mode!r}.")
+    style = config.extra.get("style_image")
+    if not isinstance(style, str) or not style:
+        raise ConfigError("The style task needs 'extra.style_image': the path of the image whose style to copy.")
+    return {
+        "mode": mode, "style_image": style,
+        "content_blocks": check_blocks(config.extra.get("content_layers", list(CONTENT_BLOCKS)), "content_layers"),
+        "style_blocks": check_blocks(config.extra.get("style_layers", list(STYLE_BLOCKS)), "style_layers"),
+        "content_weight": extra_number(config, "content_weight", 1.0, float, 0),
+        "style_weight": extra_number(config, "style_weight", 1e6, float, 0),
+        "steps": extra_number(config, "steps", 100, int, 1),
+        "pixel_lr": extra_number(config, "pixel_lr", 0.05, float, 0),
+        "width": extra_number(config, "width", 32, int, 1),
+        "residual_blocks": extra_number(config, "residual_blocks", 5, int, 0),
+        "images_per_epoch": extra_number(config, "images_per_epoch", 64, int, 1),
+    }
+
+
+def _content_path(config) -> Path:
+    given = config.extra.get("content_image")
+    if given:
+        return Path(given)
+    return scan_images(config.data)[0]
+
+
+def style_loss(config, s, device, size) -> StyleLoss:
+    style = load_image(s["style_image"], size, "style")
+    return StyleLoss(pretrained_vgg_features(), style, s["content_blocks"], s["style_blocks"],
+                     s["content_weight"], s["style_weight"]).to(device)
+
+
+@register
+class Style(Task):
+    name = "style"
+    default_monitor = "valid_loss"
+
+    def validate(self, config):
+        s = _settings(config)
+        load_image(s["style_image"], 16, "style")
+        if s["mode"] == "gatys":
+            load_image(_content_path(config), 16, "content")
+            if s["steps"] < config.epochs:
+                raise ConfigError(f"Gatys mode shows one frame per epoch: 'extra.steps' ({s['steps']}) must be at least "
+                                  f"'epochs' ({config.epochs}).")
+        else:
+            train, _ = _split(scan_images(config.data), config)
+            if config.batch_size > max(len(train), s["images_per_epoch"]):
+                raise ConfigError(f"The batch size ({config.batch_size}) is larger than an epoch "
+                                  f"({s['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'.")
+
+    def own_fit(self, config):
+        return fit_gatys if _settings(config)["mode"] == "gatys" else None
+
+    def build(self, config, device) -> TaskParts:
+        s = _settings(config)
+        train, valid = _split(scan_images(config.data), config)
+        size = config.image_size
+        flip = bool(config.extra.get("flip", True))
+        train_ds = ImageFolderSet(train, size, train=True, augment=config.augment, flip=flip, length=s["images_per_epoch"])
+        valid_ds = ImageFolderSet(valid, size)
+        loss = style_loss(config, s, device, size)
+        model = StyleNet(s["width"], s["residual_blocks"])
+        return TaskParts(
+            model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss,
+            metrics=[LossPart(loss, "content_loss"), LossPart(loss, "style_loss")],
+            monitor=config.monitor or self.default_monitor, higher_is_better=False,
+            sample_fn=_network_sampler(valid_ds, config.sample_count, device),
+            info={"mode": "network", "style_image": s["style_image"], "image_size": size, "width": s["width"],
+                  "residual_blocks": s["residual_blocks"], "train_count": len(train), "valid_count": len(valid),
+                  "loss": f"style loss: content blocks {list(s['content_blocks'])} x {s['content_weight']}, "
+                          f"style blocks {list(s['style_blocks'])} x {s['style_weight']} (VGG16-BN)"},
+        )
+
+
+def _split(paths, config):
+    """A seeded valid_pct of the photos (at least one) for the per-epoch grid; the rest trains.
+    A single photo serves both."""
+    if len(paths) < 2:
+        return paths, paths
+    shuffled = list(paths)
+    random.Random(config.seed).shuffle(shuffled)
+    n_valid = min(max(1, round(len(paths) * config.valid_pct)), len(paths) - 1)
+    return sorted(shuffled[n_valid:]), sorted(shuffled[:n_valid])
+
+
+class LossPart(Metric):
+    """The content or style part of the style loss over the validation pass (the Learner calls the
+    loss on each validation batch just before the metrics, so the parts are already measured)."""
+    higher_is_better = False
+
+    def __init__(self, loss, part):
+        self.loss, self.name = loss, part
+
+    def accumulate(self, pred, target):
+        self.total += self.loss.last[self.name] * len(pred)
+        self.count += len(pred)
+
+
+def _network_sampler(valid_ds, count, device):
+    indices = list(range(min(count, len(valid_ds))))
+
+    @torch.inference_mode()
+    def sample(model):
+        was_training = model.training
+        model.eval()
+        xs = torch.stack([valid_ds[i][0] for i in indices])
+        outs = model(xs.to(device)).float().cpu()
+        model.train(was_training)
+        return side_by_side([[captioned(to_pil(x), "photo"), captioned(to_pil(y), "stylised")] for x, y in zip(xs, outs)])
+
+    return sample
+
+
+# --- Gatys: optimise pixels ------------------------------------------------------------
+class _PixelRun:
+    """What the Learner's callbacks read, for a run whose only parameter is an image."""
+
+    def __init__(self, image, opt):
+        self.image, self.opt = image, opt
+        self.epoch, self.batch_index, self.batches, self.stop = 0, 0, 0, False
+        self.epoch_metrics, self.extra_state, self.loss = {}, {}, None
+
+    model = property(lambda self: self.image)
+    loss_value = property(lambda self: self.loss)
+    batch_lr = property(lambda self: self.opt.param_groups[0]["lr"])
+
+    def state(self, extra=None):
+        return {"image": self.image.detach().cpu(), "optimizer": self.opt.state_dict(), "epoch": self.epoch + 1,
+                "metrics": dict(self.epoch_metrics), **self.extra_state, **(extra or {})}
+
+    def save(self, path, extra=None):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state(extra), tmp)
+        tmp.replace(path)
+
+
+def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict:
+    s = _settings(config)
+    device = device if isinstance(device, torch.device) else pick_device(device)
+    out = Path(out_dir)
+    checkpoint = None
+    if resume:
+        last = out / "checkpoints" / "last.pt"
+        if not last.is_file():
+            raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    torch.manual_seed(config.seed)
+    content = load_image(_content_path(config), config.image_size, "content").to(device)[None]
+    loss_fn = style_loss(config, s, device, config.image_size)
+    loss_fn.fix_content(content)
+    init = config.extra.get("init", "content")
+    if init not in ("content", "noise"):
+        raise ConfigError(f"'extra.init' must be \"content\" or \"noise\", not {init!r}.")
+    start = content.clone() if init == "content" else torch.rand_like(content)
+    image = start.requires_grad_(True)
+    opt = torch.optim.Adam([image], lr=s["pixel_lr"])
+    run = _PixelRun(image, opt)
+    done = 0
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(out / "config.json")
+    files = RunFiles(out)
+    report = MultiReporter(files, reporter)
+    if checkpoint is not None:
+        with torch.no_grad():
+            image.copy_(checkpoint["image"].to(device))
+        opt.load_state_dict(checkpoint["optimizer"])
+        done = checkpoint["epoch"]
+        files.keep_epochs_up_to(done)
+        report.log(f"resuming after frame {done}")
+    style_tile = load_image(s["style_image"], config.image_size, "style")
+    content_tile = content[0].cpu()
+
+    def frame(img):
+        tile = max(128, min(config.image_size, 256))
+        return side_by_side([[captioned(to_pil(content_tile), "content", tile=tile),
+                              captioned(to_pil(img[0]), f"after {steps_done} steps", tile=tile),
+                              captioned(to_pil(style_tile), "style", tile=tile)]])
+
+    saver = SaveCheckpoints(out / "checkpoints", "train_loss", False)
+    saver.best = checkpoint.get("best_metric") if checkpoint else None
+    events = [saver, EpochSamples(frame, out / "samples", report.sample), ReportEvents(report)]
+    for cb in events:
+        cb.learner = run
+    events.sort(key=lambda cb: cb.order)
+    per_frame = [s["steps"] // config.epochs + (1 if i < s["steps"] % config.epochs else 0) for i in range(config.epochs)]
+    steps_done = sum(per_frame[:done])
+    run.extra_state = {"task": "style", "config": config.to_dict(),
+                       "info": {"mode": "gatys", "style_image": s["style_image"], "image_size": config.image_size}}
+    report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": per_frame[0], "monitor": "train_loss",
+                  "higher_is_better": False, "lr": s["pixel_lr"], "task": "style", "world_size": 1})
+    report.status("running")
+    report.log(f"style (Gatys) on {device}: {s['steps']} steps of Adam on the pixels (lr {s['pixel_lr']}), "
+               f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}")
+    for run.epoch in range(done, config.epochs):
+        began = time.perf_counter()
+        run.batches = per_frame[run.epoch]
+        totals = {"train_loss": 0.0, "content_loss": 0.0, "style_loss": 0.0}
+        for run.batch_index in range(run.batches):
+            for cb in events:
+                getattr(cb, "before_batch", lambda: None)()
+            if run.stop:
+                break
+            loss = loss_fn(image, content)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                image.clamp_(0, 1)
+            run.loss = loss.item()
+            steps_done += 1
+            for key, value in (("train_loss", run.loss), *loss_fn.last.items()):
+                totals[key] += value / run.batches
+            for cb in events:
+                getattr(cb, "after_batch", lambda: None)()
+        if run.stop:
+            break
+        run.epoch_metrics = {"epoch": run.epoch + 1, **totals, "steps": steps_done,
+                             "seconds": round(time.perf_counter() - began, 3)}
+        for cb in events:
+            getattr(cb, "after_epoch", lambda: None)()
+    status = "stopped" if run.stop else "completed"
+    if not run.stop:
+        to_pil(image[0]).save(out / "result.png")
+    report.status(status)
+    epochs_done = (run.epoch + (0 if run.stop else 1)) if run.epoch_metrics else done
+    return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best, "monitor": "train_loss",
+            "device": str(device), "lr": s["pixel_lr"]}

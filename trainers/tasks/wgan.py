@@ -1,0 +1,111 @@
+"""wgan: a DCGAN-style generator learns to draw images like a folder of photos, from noise.
+
+Trained the Wasserstein way with the gradient penalty by default (Gulrajani et al.; critic
+without batch norm or spectral norm, Adam with betas (0, 0.9), 5 critic steps per generator
+step); extra.constraint = "clip" gives the original WGAN instead (weights clipped to
+[-0.01, 0.01], RMSprop). The per-epoch grid draws the same latent points every epoch (a fixed,
+seeded noise batch), so epoch N and epoch M can be compared image by image.
+"""
+import torch
+
+from ..device import pick_device
+from ..errors import ConfigError
+from ..gan_loop import FixedSwitcher, GANParts, GANTrainer, WassersteinObjective, gan_loader, run_gan
+from ..grid import grid, to_pil
+from ..image_folder import ImageFolderSet, scan_images
+from ..models.gan import Critic, Generator
+from . import register
+from .base import Task
+
+DEFAULT_LR = {"penalty": 1e-4, "clip": 5e-5}
+
+
+def extra_number(config, key, default, kind=float, low=None):
+    value = config.extra.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+        raise ConfigError(f"'extra.{key}' must be a {'whole ' if kind is int else ''}number, not {value!r}.")
+    if low is not None and value < low:
+        raise ConfigError(f"'extra.{key}' must be at least {low}, not {value!r}.")
+    return kind(value)
+
+
+def own_loop_only(task_name):
+    raise ConfigError(f"The {task_name} task trains with a loop of its own; the learning-rate finder does not "
+                      f"apply to it: give 'lr' a value (or null for the task's default).")
+
+
+@register
+class WGAN(Task):
+    name = "wgan"
+    default_monitor = "epoch"
+
+    def settings(self, config) -> dict:
+        constraint = config.extra.get("constraint", "penalty")
+        if constraint not in ("penalty", "clip"):
+            raise ConfigError(f"'extra.constraint' must be \"penalty\" or \"clip\", not {constraint!r}.")
+        size = config.image_size
+        if size & (size - 1):
+            raise ConfigError(f"For wgan, 'image_size' must be a power of two (16, 32, 64, 128...), not {size}.")
+        return {
+            "constraint": constraint,
+            "latent": extra_number(config, "latent", 100, int, 1),
+            "width": extra_number(config, "width", 64, int, 1),
+            "n_critic": extra_number(config, "n_critic", 5, int, 1),
+            "images_per_epoch": extra_number(config, "images_per_epoch", 512, int, 1),
+            "clip": extra_number(config, "clip", 0.01, float, 0),
+            "penalty_weight": extra_number(config, "penalty_weight", 10.0, float, 0),
+        }
+
+    def validate(self, config):
+        settings = self.settings(config)
+        paths = scan_images(config.data)
+        if config.batch_size > max(len(paths), settings["images_per_epoch"]):
+            raise ConfigError(f"The batch size ({config.batch_size}) is larger than an epoch "
+                              f"({settings['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'.")
+
+    def build(self, config, device):
+        own_loop_only(self.name)
+
+    def own_fit(self, config):
+        return self.fit
+
+    def fit(self, config, out_dir, reporter=None, resume=False, device=None):
+        s = self.settings(config)
+        device = device if isinstance(device, torch.device) else pick_device(device)
+        torch.manual_seed(config.seed)  # the same initial weights on every rerun
+        paths = scan_images(config.data)
+        dataset = ImageFolderSet(paths, config.image_size, train=True, augment=config.augment,
+                                 flip=bool(config.extra.get("flip", True)), length=s["images_per_epoch"])
+        generator = Generator(config.image_size, s["latent"], s["width"])
+        critic = Critic(config.image_size, s["width"], spectral=False)
+        lr = config.lr if config.lr is not None else DEFAULT_LR[s["constraint"]]
+        if s["constraint"] == "penalty":
+            opt_g = torch.optim.Adam(generator.parameters(), lr, betas=(0.0, 0.9))
+            opt_c = torch.optim.Adam(critic.parameters(), lr, betas=(0.0, 0.9))
+        else:
+            opt_g = torch.optim.RMSprop(generator.parameters(), lr)
+            opt_c = torch.optim.RMSprop(critic.parameters(), lr)
+        objective = WassersteinObjective(s["constraint"], s["penalty_weight"], s["clip"])
+        trainer = GANTrainer(generator, critic, gan_loader(dataset, config, device), objective,
+                             FixedSwitcher(s["n_critic"], 1), opt_g, opt_c, device=device, seed=config.seed)
+        info = {"image_size": config.image_size, "latent": s["latent"], "width": s["width"],
+                "output_range": [-1, 1], "train_count": len(paths), "constraint": s["constraint"]}
+        parts = GANParts(trainer, FixedNoiseSampler(generator, max(config.sample_count, 1), config.seed, device),
+                         monitor="epoch", higher_is_better=True, info=info)
+        return run_gan(config, out_dir, parts, reporter, resume)
+
+
+class FixedNoiseSampler:
+    """A grid of what the generator draws from the same latent points every epoch (seeded by the
+    config's seed), in eval mode so each image depends on its own latent point only."""
+
+    def __init__(self, generator, count, seed, device):
+        self.latents = generator.noise(count, torch.Generator().manual_seed(seed), device)
+
+    @torch.inference_mode()
+    def __call__(self, generator):
+        was_training = generator.training
+        generator.eval()
+        images = generator(self.latents).float().cpu()
+        generator.train(was_training)
+        return grid([to_pil((x + 1) / 2) for x in images], columns=min(8, len(images)))
