@@ -51,3 +51,13 @@ def write_fake_weights(arch):
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, path)
     return state
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine torch's extra thread spins and makes
+    small convolutions several times slower, not faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -15,13 +15,7 @@ from trainers.tasks import wgan as wgan_task
 from test_restore import restore_config, write_pairs
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: small convolutions on a shared 2-core machine run faster so."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_images(root: Path, n=8, size=24, seed=0) -> Path:

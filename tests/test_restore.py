@@ -15,14 +15,7 @@ from conftest import tiny_config
 from test_unet import _write_random_vgg_features
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's extra thread spins and makes
-    these small convolutions several times slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_pairs(root: Path, n=20, size=32, scale=1, seed=0) -> Path:

@@ -14,14 +14,7 @@ from conftest import tiny_config
 CODES = ["background", "square", "bar"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's extra thread spins and makes
-    these small convolutions several times slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_shapes(root: Path, n=24, size=32, seed=0, void=None, split=False) -> Path:

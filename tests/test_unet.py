@@ -17,14 +17,7 @@ from trainers.seg_metrics import Dice, MeanIoU, PixelAccuracy
 ODD_SIZES = [(32, 32), (33, 47), (45, 64), (17, 19)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine torch's extra thread spins and makes
-    these small convolutions several times slower, not faster."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50"])

@@ -35,7 +35,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except gr.Error:
             raise
-        except ValueError as e:
+        except ValueError as e:  # DatasetError, WorkspaceError and friends carry a sentence
             raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:
             log.exception("%s failed", fn.__name__)

@@ -3,9 +3,7 @@
 build(ctx) is called by the app shell inside `with gr.Tab("Data"):`; ctx.workspace is the
 Workspace. Every builder lives in studio/datasets; this module only wires it to components and
 turns a DatasetError (or anything unexpected) into a gr.Error sentence, never a traceback."""
-import functools
 import html
-import logging
 from pathlib import Path
 
 import gradio as gr
@@ -22,24 +20,9 @@ from studio.datasets.masks import (build_painted, class_colours, import_masks as
 from studio.datasets.safe_io import open_image
 from studio.datasets.samples import ASSETS
 
-log = logging.getLogger(__name__)
+from .context import user_errors
+
 PREVIEW_PICTURE = ASSETS / "photos" / "chelsea.jpg"
-
-
-def friendly(fn):
-    """Bad input -> its sentence; a bug -> a short sentence (the traceback goes to the log)."""
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except gr.Error:
-            raise
-        except ValueError as e:  # DatasetError, WorkspaceError and friends carry a sentence
-            raise gr.Error(str(e), print_exception=False)
-        except Exception as e:
-            log.exception("Data tab: %s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}). Nothing was changed.", print_exception=False)
-    return wrapper
 
 
 def _source(folder, upload):
@@ -104,7 +87,7 @@ def build(ctx):
         return dataset_names(ws, kinds)
 
     # ---------------- handlers (api names are part of the studio's documented API) ----------------
-    @friendly
+    @user_errors
     def import_folder(name, folder, upload, split, valid_percent, seed):
         report = _import_folder(ws, name, _source(folder, upload), split=split or "random",
                                 valid_pct=float(valid_percent) / 100.0, seed=int(seed or 0))
@@ -121,13 +104,13 @@ def build(ctx):
             text_opacity=float(text_opacity) / 100.0, noise=float(noise), blur=float(blur),
             grayscale=bool(grayscale), super_res=bool(super_res), max_side=int(max_side or 0)))
 
-    @friendly
+    @user_errors
     def live_preview(picture, seed, *settings):
         if picture is None:
             return None
         return crappify_preview(picture, _params(*settings), seed=int(seed or 0))
 
-    @friendly
+    @user_errors
     def crappify(name, dataset, folder, upload, seed, *settings, progress=gr.Progress()):
         if upload or (folder and str(folder).strip()):
             source = _source(folder, upload)
@@ -153,7 +136,7 @@ def build(ctx):
         return (overlay(image, values, colours, float(opacity) / 100.0), legend_html(codes, colours),
                 frequency_figure(pixel_frequencies(folder), colours))
 
-    @friendly
+    @user_errors
     def import_masks(name, folder, upload, codes, void, palette_text):
         palette = None
         if palette_text and palette_text.strip():
@@ -166,12 +149,12 @@ def build(ctx):
         view, legend, freq = _overlay_view(report["name"], 0, 50)
         return _summary(report, f"{report['images']} image and mask pairs"), view, legend, freq, _skipped_rows(report)
 
-    @friendly
+    @user_errors
     def preview_augmentations(dataset, index, n, seed):
         folder = existing_dataset(ws, dataset)
         return _preview_augmentations(folder, int(index or 0), int(n or 8), int(seed or 0))
 
-    @friendly
+    @user_errors
     def show_overlay(dataset, index, opacity):
         if not dataset:
             return None, "", None
@@ -190,7 +173,7 @@ def build(ctx):
         return codes, gr.Brush(colors=hexes[1:] or hexes, default_color=hexes[1] if len(hexes) > 1 else hexes[0],
                                color_mode="fixed")
 
-    @friendly
+    @user_errors
     def load_for_painting(dataset, index, codes_text):
         files = _paint_images(dataset)
         if not files:
@@ -201,7 +184,7 @@ def build(ctx):
         return gr.update(value={"background": open_image(path), "layers": [], "composite": None}, brush=brush), \
             f"Painting **{path.name}** ({int(index or 0) % len(files) + 1} of {len(files)}). Unpainted = {codes[0]}.", legend
 
-    @friendly
+    @user_errors
     def keep_mask(dataset, index, codes_text, editor, painted):
         files = _paint_images(dataset)
         path = files[int(index or 0) % len(files)]
@@ -218,7 +201,7 @@ def build(ctx):
         painted[str(path)] = painted_indices(merged, class_colours(len(codes)), size=size)
         return painted, f"{len(painted)} mask(s) kept; press Save when done."
 
-    @friendly
+    @user_errors
     def save_painted(name, codes_text, void, painted):
         painted = painted or {}
         images = {Path(p).stem: p for p in painted}
