@@ -19,6 +19,33 @@ class Callback:
     learner = None
 
 
+class CallbackHost:
+    """What a training loop needs to call its callbacks: kept in order, each told its loop."""
+
+    def add_callbacks(self, callbacks):
+        for cb in callbacks:
+            cb.learner = self
+            self.callbacks.append(cb)
+        self.callbacks.sort(key=lambda cb: cb.order)
+
+    def fire(self, event: str):
+        assert event in EVENTS, event
+        for cb in self.callbacks:
+            handler = getattr(cb, event, None)
+            if handler is not None:
+                handler()
+
+
+def load_last_checkpoint(out_dir) -> dict:
+    """The checkpoint a resumed run continues from, or a ConfigError saying it is missing."""
+    from .errors import ConfigError
+
+    last = Path(out_dir) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
+    return torch.load(last, map_location="cpu", weights_only=False)
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .callbacks import Callback, EpochSamples, ReportEvents, SaveCheckpoints
+from .callbacks import Callback, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
 from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
@@ -123,12 +123,7 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         return own_fit(config, out_dir, reporter=reporter, resume=resume, device=device)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
-    checkpoint = None
-    if resume:
-        last = ckpt_dir / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = load_last_checkpoint(out) if resume else None
 
     ctx, device, parts, learner = _build(config, reporter, device)
     try:

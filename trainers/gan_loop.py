@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .callbacks import EVENTS, Callback, EpochSamples, ReportEvents, SaveCheckpoints, rng_state, seed_everything, set_rng_state
+from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state
 from .errors import ConfigError
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
@@ -175,7 +175,7 @@ class RestorationObjective:
 
 
 # --- the trainer ----------------------------------------------------------------
-class GANTrainer:
+class GANTrainer(CallbackHost):
     def __init__(self, generator: nn.Module, critic: nn.Module, train_dl, objective, switcher,
                  opt_g, opt_c, device="cpu", seed: int = 42, validate_fn: Callable | None = None):
         self.device = torch.device(device)
@@ -203,19 +203,6 @@ class GANTrainer:
     @property
     def batch_lr(self) -> float:
         return self.opt_g.param_groups[0]["lr"]
-
-    def add_callbacks(self, callbacks):
-        for cb in callbacks:
-            cb.learner = self
-            self.callbacks.append(cb)
-        self.callbacks.sort(key=lambda cb: cb.order)
-
-    def fire(self, event: str):
-        assert event in EVENTS, event
-        for cb in self.callbacks:
-            handler = getattr(cb, event, None)
-            if handler is not None:
-                handler()
 
     # --- steps -----------------------------------------------------------------
     def _set_trainable(self, module, flag):
@@ -376,12 +363,7 @@ def gan_loader(dataset, config, device):
 def run_gan(config, out_dir, parts: GANParts, reporter: Reporter | None = None, resume: bool = False) -> dict:
     """Train a GAN task into `out_dir` (same files and result as trainers.fit)."""
     out = Path(out_dir)
-    checkpoint = None
-    if resume:
-        last = out / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = load_last_checkpoint(out) if resume else None
     out.mkdir(parents=True, exist_ok=True)
     config.save(out / "config.json")
     files = RunFiles(out)

@@ -13,10 +13,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .callbacks import EVENTS, rng_state, seed_everything, set_rng_state
+from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state
 
 
-class Learner:
+class Learner(CallbackHost):
     def __init__(self, model: nn.Module, train_dl, valid_dl, loss_fn, metrics=(), callbacks=(),
                  device="cpu", mixed_precision=True, weight_decay=0.01, seed=42, groups=None):
         self.device = torch.device(device)
@@ -46,20 +46,6 @@ class Learner:
     def unwrapped(self) -> nn.Module:
         """The model without a DistributedDataParallel wrapper."""
         return getattr(self.model, "module", self.model)
-
-    # --- callbacks -----------------------------------------------------------
-    def add_callbacks(self, callbacks):
-        for cb in callbacks:
-            cb.learner = self
-            self.callbacks.append(cb)
-        self.callbacks.sort(key=lambda cb: cb.order)
-
-    def fire(self, event: str):
-        assert event in EVENTS, event
-        for cb in self.callbacks:
-            handler = getattr(cb, event, None)
-            if handler is not None:
-                handler()
 
     # --- freezing and learning rates ----------------------------------------
     def freeze_to(self, n: int, train_bn: bool = True):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints
+from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
 from ..data import open_rgb
 from ..device import pick_device
 from ..errors import ConfigError
@@ -195,12 +195,7 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict
     s = _settings(config)
     device = device if isinstance(device, torch.device) else pick_device(device)
     out = Path(out_dir)
-    checkpoint = None
-    if resume:
-        last = out / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    checkpoint = load_last_checkpoint(out) if resume else None
     torch.manual_seed(config.seed)
     content = load_image(_content_path(config), config.image_size, "content").to(device)[None]
     loss_fn = style_loss(config, s, device, config.image_size)
