@@ -1,10 +1,13 @@
 """Darkroom's studio: `python app.py [--workspace DIR] [--host 127.0.0.1] [--port N] [--share]
-[--auth USER:PASSWORD] [--max-runs N]`, then open the printed address in a browser.
+[--auth USER:PASSWORD] [--max-runs N] [--max-upload SIZE]`, then open the printed address in a browser.
 
 Runs train in their own processes and keep going when the studio stops; started again on the
-same workspace, the studio finds them (see studio/jobs.py)."""
+same workspace, the studio finds them (see studio/jobs.py). With --share the studio is open to
+whoever has the link, so it reads no folder of this machine on a visitor's request (the Data tab
+takes uploads only) and every upload has a size limit."""
 import argparse
 import os
+import re
 import socket
 import sys
 import threading
@@ -25,12 +28,39 @@ def parse_args(argv=None):
     p.add_argument("--auth", default=None, metavar="USER:PASSWORD", help="ask for this user name and password")
     p.add_argument("--max-runs", type=int, default=None, metavar="N",
                    help="runs that train at the same time (default: one per GPU, one on the CPU)")
+    p.add_argument("--max-upload", default=MAX_UPLOAD, metavar="SIZE",
+                   help=f"largest file a browser may upload, e.g. 500mb (default {MAX_UPLOAD})")
     args = p.parse_args(argv)
     if args.auth is not None and (":" not in args.auth or not args.auth.split(":", 1)[0] or not args.auth.split(":", 1)[1]):
         p.error("--auth takes USER:PASSWORD, both non-empty, e.g. --auth ada:secret")
     if args.max_runs is not None and args.max_runs < 1:
         p.error("--max-runs must be 1 or more")
+    if not re.fullmatch(r"[1-9][0-9]*(b|kb|mb|gb|tb)", args.max_upload.strip().lower()):
+        p.error(f"--max-upload takes a size such as 500mb or 2gb, not {args.max_upload!r}")
+    args.max_upload = args.max_upload.strip().lower()  # Gradio's own notation
     return args
+
+
+def open_context(args):
+    """The StudioContext for these options; a shared studio is marked so the tabs can refuse what
+    a public visitor must not do (read folders of this machine)."""
+    from studio.ui.context import StudioContext
+
+    return StudioContext.open(args.workspace, slots=args.max_runs, shared=args.share)
+
+
+def launch_options(args, ctx, share: bool) -> dict:
+    """What demo.launch gets: where to serve, what files may be served, the upload limit."""
+    from studio.datasets.samples import ASSETS
+    from studio.ui.app import CSS
+
+    return dict(
+        server_name=args.host, server_port=args.port, share=share, css=CSS,
+        auth=tuple(args.auth.split(":", 1)) if args.auth else None,
+        # Files are served from the workspace and the bundled assets, nothing else.
+        allowed_paths=[str(ctx.workspace.root), str(ASSETS)],
+        max_file_size=args.max_upload, prevent_thread_lock=True, show_error=True, quiet=True,
+    )
 
 
 def share_server_reachable(timeout: float = SHARE_CHECK_S) -> bool:
@@ -63,30 +93,22 @@ def warm_up_trainers():
 def main(argv=None) -> int:
     args = parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from studio.datasets.samples import ASSETS, install_samples
-    from studio.ui.context import StudioContext
+    from studio.datasets.samples import install_samples
 
-    ctx = StudioContext.open(args.workspace, slots=args.max_runs)
+    ctx = open_context(args)
     installed = install_samples(ctx.workspace)
     if installed:
         print(f"darkroom: installed the sample datasets {', '.join(installed)} into {ctx.workspace.datasets_dir}")
     threading.Thread(target=warm_up_trainers, daemon=True, name="warm-up").start()
 
     from studio.ui import build_app
-    from studio.ui.app import CSS
 
     demo = build_app(ctx)
     share = args.share and share_server_reachable()
     ctx.jobs.start_background()
     try:
         demo.queue(default_concurrency_limit=8)
-        demo.launch(
-            server_name=args.host, server_port=args.port, share=share, css=CSS,
-            auth=tuple(args.auth.split(":", 1)) if args.auth else None,
-            # Files are served from the workspace and the bundled assets, nothing else.
-            allowed_paths=[str(ctx.workspace.root), str(ASSETS)],
-            max_file_size=MAX_UPLOAD, prevent_thread_lock=True, show_error=True, quiet=True,
-        )
+        demo.launch(**launch_options(args, ctx, share))
         if args.share and not demo.share_url:
             print("darkroom: " + no_share_message(demo.local_url) + ".", flush=True)
         print(f"darkroom: serving {ctx.workspace.root} at {demo.local_url}", flush=True)

@@ -1,5 +1,9 @@
 """A run's checkpoint as a model ready to use: the network, its preprocessing, its labels.
 
+Every task's finished run loads: classify (ResNet), segment and restore (U-Net), gan (its
+generator, a restore U-Net), wgan (the generator that draws from noise), style (the Johnson
+feed-forward network; a Gatys run optimised one picture and has no network, which is said).
+
 Gradio serves requests on several threads at once, and an inspection adds hooks and turns
 off in-place activations for a moment: every use of a loaded model goes through its lock
 (fastai users met crashes from concurrent predictions in web servers).
@@ -13,6 +17,9 @@ from PIL import Image
 
 from trainers.augment import valid_transform
 from trainers.models import ResNetClassifier
+
+
+MAX_GENERATED = 64  # pictures per wgan draw
 
 
 class CheckpointError(ValueError):
@@ -71,6 +78,41 @@ class LoadedModel:
         order = probs.argsort(descending=True).tolist()
         return [(self.classes[i], float(probs[i])) for i in order]
 
+    def restored(self, image: Image.Image) -> tuple:
+        """(before, after) for restore and gan runs: the crop the model sees (scaled to the output
+        size for super-resolution, so the two line up) and the model's output."""
+        if self.task not in ("restore", "gan"):
+            raise CheckpointError(f"This is a {self.task} model; before/after needs a restore or gan run.")
+        from trainers.grid import to_pil
+        after = to_pil(self.forward(self.preprocess(image))[0].clamp(0, 1))
+        return self.shown(image).resize(after.size, Image.BICUBIC), after
+
+    def generate(self, seed: int, count: int) -> list:
+        """`count` pictures drawn by a wgan generator from seeded noise: the same seed always
+        gives the same pictures (eval mode: each depends on its own latent point only)."""
+        if self.task != "wgan":
+            raise CheckpointError(f"This is a {self.task} model; drawing from noise needs a wgan run.")
+        from trainers.grid import to_pil
+        count = int(count)
+        if not 1 <= count <= MAX_GENERATED:
+            raise CheckpointError(f"Draw between 1 and {MAX_GENERATED} pictures, not {count}.")
+        latents = self.model.noise(count, torch.Generator().manual_seed(int(seed)))
+        return [to_pil((x + 1) / 2) for x in self.forward(latents)]
+
+    def stylise(self, image: Image.Image, max_side: int = 512) -> Image.Image:
+        """The photo in the run's style, its longer side at most `max_side` pixels (the network is
+        fully convolutional: any size works; the cap keeps a CPU answer quick)."""
+        if self.task != "style":
+            raise CheckpointError(f"This is a {self.task} model; stylising needs a style run.")
+        from torchvision.transforms import v2
+        from trainers.grid import to_pil
+        image = image.convert("RGB")
+        scale = min(1.0, max_side / max(image.size))
+        if scale < 1:
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
+        x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)[None]
+        return to_pil(self.forward(x)[0])
+
 
 def checkpoint_path(run_dir, which: str = "best") -> Path:
     """best.pt when there is one (the monitored metric's best epoch), else last.pt."""
@@ -95,6 +137,18 @@ def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
         return UNet(arch, n_out=3, pretrained=False, scale=int(info.get("scale", 1)), blur=extra.get("blur", True),
                     self_attention=extra.get("self_attention", True),
                     image_residual=(tuple(info["mean"]), tuple(info["std"])))
+    if task == "gan":  # the generator is the restore run's U-Net; its settings travel in info
+        from trainers.models.unet import UNet
+        unet = info.get("unet") or {}
+        return UNet(info.get("arch", arch), n_out=3, pretrained=False, scale=int(info.get("scale", 1)),
+                    blur=unet.get("blur", True), self_attention=unet.get("self_attention", True),
+                    image_residual=(tuple(info["mean"]), tuple(info["std"])))
+    if task == "wgan":
+        from trainers.models.gan import Generator
+        return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))
+    if task == "style":
+        from trainers.models.style_net import StyleNet
+        return StyleNet(int(info.get("width", 32)), int(info.get("residual_blocks", 5)))
     raise CheckpointError(f"Runs of the {task!r} task cannot be loaded here yet.")
 
 
@@ -105,6 +159,11 @@ def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
     except Exception as e:
         raise CheckpointError(f"Cannot read the checkpoint {path}: {type(e).__name__}: {e}")
     task = state.get("task") or (state.get("config") or {}).get("task")
+    if task == "style" and (state.get("info") or {}).get("mode") == "gatys":
+        raise CheckpointError(
+            "This style run used Gatys' method: it optimised the pixels of one picture and has no network "
+            "to apply to other photos. Its picture is result.png in the run folder; to stylise any photo, "
+            "train a style run in network mode.")
     if not task or "model" not in state:
         raise CheckpointError(f"{path} is not a Darkroom checkpoint (no task or model weights in it).")
     info, config = dict(state.get("info") or {}), dict(state.get("config") or {})

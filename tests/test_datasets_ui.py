@@ -89,3 +89,49 @@ def test_crappify_masks_and_augmentations(served):
     assert len(gallery) == 3
     with pytest.raises(Exception, match="no dataset named 'nope'"):
         client.predict("nope", 0, 3, 0, api_name="/preview_augmentations")
+
+
+def test_a_shared_studio_reads_no_server_folder_and_limits_uploads(tmp_path):
+    """app.py's own options with --share (the app is launched locally: no link is asked for)."""
+    import httpx
+
+    import app
+    from studio.ui import build_app
+
+    local = app.open_context(app.parse_args(["--workspace", str(tmp_path / "local")]))
+    assert not local.shared and app.parse_args([]).max_upload == app.MAX_UPLOAD
+    local.store.close()
+    args = app.parse_args(["--share", "--workspace", str(tmp_path / "ws"), "--max-upload", "1MB"])
+    ctx = app.open_context(args)
+    assert ctx.shared
+    folder = tmp_path / "pictures"  # a folder of this machine that a visitor names
+    for c, cls in enumerate(("cat", "dog")):
+        (folder / cls).mkdir(parents=True)
+        for i in range(3):
+            (folder / cls / f"{i}.png").write_bytes(png(10 * c + i))
+    demo = build_app(ctx)
+    demo.queue().launch(**app.launch_options(args, ctx, share=False))
+    try:
+        hidden = [c["props"].get("visible") for c in demo.config["components"]
+                  if "folder on this machine" in str(c["props"].get("label", "")).lower()]
+        assert hidden == [False, False, False]  # folder labels, crappify, masks
+        client = Client(demo.local_url, verbose=False)
+        with pytest.raises(Exception, match="shared over a public link"):
+            client.predict("pets", str(folder), None, "random", 20, 42, api_name="/import_folder")
+        with pytest.raises(Exception, match="shared over a public link"):
+            client.predict("masks", str(folder), None, "", "", "", api_name="/import_masks")
+        assert not (ctx.workspace.datasets_dir / "pets").exists()
+        z = tmp_path / "pets.zip"  # uploads still work
+        with zipfile.ZipFile(z, "w") as zf:
+            for i in range(4):
+                zf.writestr(f"cat/{i}.png", png(i))
+                zf.writestr(f"dog/{i}.png", png(10 + i))
+        summary = client.predict("pets", "", handle_file(str(z)), "random", 25, 42, api_name="/import_folder")[0]
+        assert "8 images in 2 classes" in summary
+        upload = demo.local_url + "gradio_api/upload"
+        small = httpx.post(upload, files={"files": ("small.bin", b"x" * 1000)}, timeout=30)
+        big = httpx.post(upload, files={"files": ("big.bin", b"x" * (2 << 20))}, timeout=30)
+        assert small.status_code == 200 and big.status_code == 413  # over --max-upload
+    finally:
+        demo.close()
+        ctx.store.close()

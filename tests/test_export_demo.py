@@ -72,7 +72,7 @@ def test_bundle_predicts_like_the_checkpoint_and_refuses_bad_options(run_dir, tm
     assert parse_auth("ann:secret") == ("ann", "secret")
 
 
-def test_demo_process_serves_predictions_refuses_other_files_and_reports_offline_share(run_dir, tmp_path):
+def test_demo_process_serves_predictions_refuses_other_files_and_big_uploads_and_reports_offline_share(run_dir, tmp_path):
     from gradio_client import Client, handle_file
 
     export_bundle(run_dir, tmp_path / "bundle")
@@ -92,6 +92,13 @@ def test_demo_process_serves_predictions_refuses_other_files_and_reports_offline
             except urllib.error.HTTPError as e:
                 status = e.code
             assert status in (403, 404), f"{path} was served ({status})"
+        import httpx
+        from studio.demo import MAX_UPLOAD
+        assert MAX_UPLOAD == "10mb"
+        upload = f"{demo.url}gradio_api/upload"
+        assert httpx.post(upload, files={"files": ("ok.png", picture.read_bytes())}, timeout=30).status_code == 200
+        too_big = httpx.post(upload, files={"files": ("big.png", b"x" * (11 << 20))}, timeout=60)
+        assert too_big.status_code == 413  # uploads over the demo's limit are refused
         deadline = time.monotonic() + 10
         message = SHARE_OFFLINE.split(" (")[0]
         while message not in demo.output() and time.monotonic() < deadline:

@@ -1,5 +1,6 @@
-"""What every tab's build(ctx) gets: the workspace, the run store and the scheduler; and the
-one way a handler turns a refusal into a message for the person at the screen."""
+"""What every tab's build(ctx) gets: the workspace, the run store, the scheduler and whether the
+studio is shared publicly; and the one way a handler turns a refusal into a message for the
+person at the screen."""
 import functools
 import logging
 from dataclasses import dataclass
@@ -18,12 +19,20 @@ class StudioContext:
     workspace: Workspace
     store: Store
     jobs: Jobs
+    # Launched with --share: anyone with the link is a visitor, so nothing may read this
+    # machine's folders on their request (see is_shared).
+    shared: bool = False
 
     @classmethod
-    def open(cls, root=None, slots=None) -> "StudioContext":
+    def open(cls, root=None, slots=None, shared: bool = False) -> "StudioContext":
         workspace = Workspace.open(root)
         store = Store(workspace.store_dir)
-        return cls(workspace, store, Jobs(workspace, store, slots=slots))
+        return cls(workspace, store, Jobs(workspace, store, slots=slots), shared=bool(shared))
+
+
+def is_shared(ctx) -> bool:
+    """True for a studio served over a public link (contexts built by tests may lack the field)."""
+    return bool(getattr(ctx, "shared", False))
 
 
 def user_errors(fn):

@@ -1,7 +1,8 @@
 """The Data tab: folder labels, crappify, masks and augmentation preview.
 
 build(ctx) is called by the app shell inside `with gr.Tab("Data"):`; ctx.workspace is the
-Workspace. Every builder lives in studio/datasets; this module only wires it to components and
+Workspace. In a shared studio (ctx.shared) the "folder on this machine" fields are hidden and
+refused: a visitor must not make the server read its own folders; uploads still work. Every builder lives in studio/datasets; this module only wires it to components and
 turns a DatasetError (or anything unexpected) into a gr.Error sentence, never a traceback."""
 import html
 from pathlib import Path
@@ -20,17 +21,24 @@ from studio.datasets.masks import (build_painted, class_colours, import_masks as
 from studio.datasets.safe_io import open_image
 from studio.datasets.samples import ASSETS
 
-from .context import user_errors
+from .context import is_shared, user_errors
 
 PREVIEW_PICTURE = ASSETS / "photos" / "chelsea.jpg"
+SHARED_NO_FOLDERS = ("This studio is shared over a public link, so it does not read folders on the machine it runs "
+                     "on: upload a zip archive instead.")
 
 
-def _source(folder, upload):
-    """An uploaded zip wins over a typed folder path."""
+def _source(folder, upload, shared=False):
+    """An uploaded zip wins over a typed folder path; a shared studio takes uploads only."""
+    typed = bool(folder and str(folder).strip())
+    if shared and typed:
+        raise DatasetError(SHARED_NO_FOLDERS)
     if upload:
         return upload if isinstance(upload, str) else getattr(upload, "name", upload)
-    if folder and str(folder).strip():
+    if typed:
         return str(folder).strip()
+    if shared:
+        raise DatasetError("Upload a zip archive first.")
     raise DatasetError("Give a folder path on this machine or upload a zip archive.")
 
 
@@ -82,6 +90,7 @@ def _thumbs(paths_and_captions, limit=48):
 
 def build(ctx):
     ws = ctx.workspace
+    shared = is_shared(ctx)
 
     def names(kinds=None):
         return dataset_names(ws, kinds)
@@ -89,7 +98,7 @@ def build(ctx):
     # ---------------- handlers (api names are part of the studio's documented API) ----------------
     @user_errors
     def import_folder(name, folder, upload, split, valid_percent, seed):
-        report = _import_folder(ws, name, _source(folder, upload), split=split or "random",
+        report = _import_folder(ws, name, _source(folder, upload, shared), split=split or "random",
                                 valid_pct=float(valid_percent) / 100.0, seed=int(seed or 0))
         total = sum(sum(v.values()) for v in report["counts"].values())
         summary = _summary(report, f"{total} images in {len(report['classes'])} classes")
@@ -113,7 +122,7 @@ def build(ctx):
     @user_errors
     def crappify(name, dataset, folder, upload, seed, *settings, progress=gr.Progress()):
         if upload or (folder and str(folder).strip()):
-            source = _source(folder, upload)
+            source = _source(folder, upload, shared)
         elif dataset:
             source = existing_dataset(ws, dataset)
         else:
@@ -144,7 +153,7 @@ def build(ctx):
                 palette = [tuple(int(v) for v in line.replace(",", " ").split()) for line in palette_text.splitlines() if line.strip()]
             except ValueError:
                 raise DatasetError("Write the palette as one 'R G B' colour per line, in the order of the codes.")
-        report = _import_masks(ws, name, _source(folder, upload), codes=codes or None, void=(void or "").strip() or None,
+        report = _import_masks(ws, name, _source(folder, upload, shared), codes=codes or None, void=(void or "").strip() or None,
                                palette=palette)
         view, legend, freq = _overlay_view(report["name"], 0, 50)
         return _summary(report, f"{report['images']} image and mask pairs"), view, legend, freq, _skipped_rows(report)
@@ -217,9 +226,10 @@ def build(ctx):
                 "dataset in the workspace.")
     with gr.Tabs():
         with gr.Tab("Folder labels") as tab_labels:
-            gr.Markdown("One folder per class (optionally inside `train/` and `valid/`), from a folder on this machine or a zip.")
+            gr.Markdown("One folder per class (optionally inside `train/` and `valid/`), "
+                        + ("in an uploaded zip." if shared else "from a folder on this machine or a zip."))
             with gr.Row():
-                fl_folder = gr.Textbox(label="Folder on this machine", placeholder="/path/to/pictures")
+                fl_folder = gr.Textbox(label="Folder on this machine", placeholder="/path/to/pictures", visible=not shared)
                 fl_zip = gr.File(label="...or upload a zip", file_types=[".zip"], type="filepath")
             with gr.Row():
                 fl_name = gr.Textbox(label="New dataset name", placeholder="pets")
@@ -239,7 +249,7 @@ def build(ctx):
             gr.Markdown("Make (crappy input, clean target) pairs from good pictures, for restoration or super-resolution.")
             with gr.Row():
                 cr_dataset = gr.Dropdown(names(["images"]), label="Pictures from a dataset", value=None, allow_custom_value=True)
-                cr_folder = gr.Textbox(label="...or a folder on this machine")
+                cr_folder = gr.Textbox(label="...or a folder on this machine", visible=not shared)
                 cr_zip = gr.File(label="...or upload a zip", file_types=[".zip"], type="filepath")
             with gr.Row():
                 with gr.Column():
@@ -280,7 +290,7 @@ def build(ctx):
                 gr.Markdown("A folder or zip with `images/` and `labels/` (same file names; CamVid's `_P` suffix works) "
                             "and `codes.txt` (pixel value = line number from 0).")
                 with gr.Row():
-                    mk_folder = gr.Textbox(label="Folder on this machine")
+                    mk_folder = gr.Textbox(label="Folder on this machine", visible=not shared)
                     mk_zip = gr.File(label="...or upload a zip", file_types=[".zip"], type="filepath")
                 with gr.Row():
                     mk_name = gr.Textbox(label="New dataset name")
