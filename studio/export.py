@@ -57,12 +57,18 @@ def onnx_available() -> bool:
         return False
 
 
+EXPORTABLE_TASKS = ("classify", "segment", "restore")
+
+
 def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
     """Write the bundle; returns {"dir", "files", "onnx": "written" or the reason it was skipped}."""
     try:
         loaded = load_checkpoint(run_dir, which)
     except CheckpointError as e:
         raise ExportError(str(e))
+    if loaded.task not in EXPORTABLE_TASKS:
+        # A generator from noise or a style network takes other inputs than the demo's one picture.
+        raise ExportError(f"Bundles are made for {', '.join(EXPORTABLE_TASKS)} runs; this is a {loaded.task} run.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.eval()

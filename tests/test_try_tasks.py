@@ -183,3 +183,12 @@ def test_the_share_tab_says_which_runs_it_exports(studio, task):
 
     with pytest.raises(ValueError, match=f"classify, segment and restore runs; this is a {task} run"):
         share_tab.start_demo(studio.ctx, studio.runs[task])
+
+
+@pytest.mark.parametrize("task", ["wgan", "style"])
+def test_export_refuses_runs_the_bundle_format_cannot_hold(studio, task, tmp_path):
+    from studio.export import ExportError, export_bundle
+
+    with pytest.raises(ExportError, match=f"this is a {task} run"):
+        export_bundle(studio.ctx.workspace.run_dir(studio.runs[task]), tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

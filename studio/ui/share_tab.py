@@ -7,12 +7,10 @@ import threading
 import gradio as gr
 
 from studio.demo import DemoProcess, SHARE_OFFLINE
-from studio.export import export_bundle
+from studio.export import EXPORTABLE_TASKS, export_bundle
 from studio.ui.context import user_errors
 from studio.ui.inspect_tab import finished_runs, load
 
-# The bundle format and the demo know these tasks; the others are tried in the Try tab.
-EXPORTABLE = ("classify", "segment", "restore")
 _demos: dict = {}   # run id -> DemoProcess, one per run
 _lock = threading.Lock()
 
@@ -23,7 +21,7 @@ def exports_dir(ctx, run_id):
 
 def check_exportable(ctx, run_id):
     task = load(ctx, run_id).task
-    if task not in EXPORTABLE:
+    if task not in EXPORTABLE_TASKS:
         raise ValueError(f"Bundles and demos are made for classify, segment and restore runs; this is a {task} run. "
                          f"Use it in the Try tab.")
 
