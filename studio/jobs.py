@@ -18,6 +18,8 @@ from pathlib import Path
 from .store import Store
 from .workspace import Workspace, WorkspaceError
 
+PATH_EXTRAS = ("style_image", "content_image", "generator_run")  # settings that name files
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 STALE_S = 15.0          # a running run without a heartbeat for this long is dead or hung
 SUSPEND_GAP_S = 5.0     # polls this far apart: the studio (or the machine) was asleep
@@ -126,6 +128,30 @@ class Jobs:
                 "import it in the Data tab first.")
         return str(path.resolve())
 
+    def resolve_extra_paths(self, extra):
+        """The settings that name files (a style or content image, a restore run for a gan) must
+        point inside the workspace, as 'data' must: whoever can start a run, a visitor of a
+        shared studio included, must not make a worker read the machine's other files. A gan's
+        generator_run may also be given as a run id."""
+        if not isinstance(extra, dict):
+            return extra  # RunConfig says what is wrong with it
+        extra = dict(extra)
+        for key in PATH_EXTRAS:
+            value = extra.get(key)
+            if not isinstance(value, str) or not value.strip():
+                continue
+            path = Path(value.strip()).expanduser()
+            if key == "generator_run" and not path.is_absolute():
+                try:
+                    path = self.ws.run_dir(value.strip())
+                except WorkspaceError as e:
+                    raise _config_error(f"'extra.generator_run': {e}") from None
+            if not path.is_absolute() or not self.ws.contains(path):
+                raise _config_error(f"'extra.{key}' must name a file or run inside the workspace {self.ws.root}, "
+                                    f"not {value!r}.")
+            extra[key] = str(path.resolve())
+        return extra
+
     def _checked(self, config: dict) -> dict:
         from trainers import RunConfig
 
@@ -133,6 +159,8 @@ class Jobs:
             raise _config_error("The config must be a dictionary of settings.")
         config = dict(config)
         config["data"] = self.resolve_data(config.get("data"))
+        if "extra" in config:
+            config["extra"] = self.resolve_extra_paths(config["extra"])
         return RunConfig.from_dict(config).validate().to_dict()
 
     def submit(self, config: dict, name=None, kind: str = "train") -> str:

@@ -133,6 +133,23 @@ def test_bad_config_is_refused_before_anything_is_created(ws, store):
     assert store.list_runs() == [] and list(ws.runs_dir.iterdir()) == []
 
 
+def test_settings_that_name_files_must_point_inside_the_workspace(ws, store, tmp_path):
+    jobs = Jobs(ws, store, slots=1)
+    outside = tmp_path / "secret.jpg"
+    outside.write_bytes(b"not for a visitor")
+    hostile = {"style_image": str(outside), "content_image": "/etc/passwd", "generator_run": "../../etc"}
+    for key, value in hostile.items():
+        with pytest.raises(ConfigError, match=f"extra.{key}"):
+            jobs.resolve_extra_paths({key: value})
+        with pytest.raises(ConfigError, match=f"extra.{key}"):
+            jobs.submit(dict(tiny_config("colours"), extra={key: value}))
+    inside = ws.root / "style.png"
+    assert jobs.resolve_extra_paths({"style_image": str(inside)}) == {"style_image": str(inside.resolve())}
+    # a gan's restore run may be named by its id
+    assert jobs.resolve_extra_paths({"generator_run": "abc123"}) == {"generator_run": str(ws.run_dir("abc123").resolve())}
+    assert store.list_runs() == []
+
+
 def test_sigterm_and_stop_end_a_run_cleanly_and_it_resumes_between(ws, store):
     jobs = Jobs(ws, store, slots=1)
     run_id = jobs.submit(tiny_config("colours", epochs=50))
