@@ -190,7 +190,9 @@ class RestorePairs(_Cached):
         clean = clean[..., :h, :w]
         if tuple(crappy.shape[-2:]) != (h // n, w // n):  # rounding by the builder: put it on the grid
             crappy = v2.functional.resize(crappy, [h // n, w // n], antialias=True)
-        return crappy, clean
+        # Slicing unwraps a tv_tensor; v2 transforms pass plain tensors through untouched when an
+        # Image is present, so both halves must stay Images for the paired crop to move both.
+        return tv_tensors.Image(crappy), tv_tensors.Image(clean)
 
     def _crop(self, crappy, clean):
         """A square crop of side `size` on the low-resolution grid, so the pair stays aligned."""
@@ -211,13 +213,10 @@ class RestorePairs(_Cached):
         return crappy, clean
 
     def __getitem__(self, i):
+        # Crops at the pictures' own resolution, in training as in validation: a random zoom
+        # would change the pixel scale of the damage (blur, JPEG blocks) the model learns to undo.
         crappy, clean = self.pair(i)
-        if self.scale == 1 and self.train and self.augment:
-            # Same random zoom for both; nothing to keep on a coarser grid.
-            crop = v2.RandomResizedCrop(self.size, scale=(0.5, 1.0), ratio=(0.8, 1.25), antialias=True)
-            crappy, clean = crop(crappy, clean)
-        else:
-            crappy, clean = self._crop(crappy, clean)
+        crappy, clean = self._crop(crappy, clean)
         if self.train and self.augment and self.flip and torch.rand(()) < 0.5:
             crappy, clean = crappy.flip(-1), clean.flip(-1)
         crappy01 = crappy.as_subclass(torch.Tensor).float() / 255
