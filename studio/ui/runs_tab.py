@@ -1,5 +1,6 @@
 """The Runs tab: every run in a table, loss curves of several runs overlaid, one run's sample
-grids scrubbed epoch by epoch, and resume, clone with changes, delete (after a confirmation).
+grids scrubbed epoch by epoch or animated as a GIF, the same epoch of 2-4 runs side by side, and
+resume, clone with changes, delete (after a confirmation).
 
 The table is refreshed by a slow gr.Timer that compares each run's (status, version) with what
 the page has and sends nothing when no run changed."""
@@ -11,6 +12,8 @@ import gradio as gr
 import pandas as pd
 
 from studio import plots
+from studio.animation import epochs_gif
+from studio.compare import MAX_RUNS, side_by_side
 
 from .context import user_errors
 from .train_tab import clock
@@ -86,6 +89,14 @@ def build(ctx):
                 cancel = gr.Button("Cancel", scale=0, min_width=100)
             changes = gr.Code('{"epochs": 5}', language="json", label="Changes for the clone (JSON)", lines=3)
             clone = gr.Button("Clone with changes")
+            gif_button = gr.Button("Animate the epochs (GIF)")
+            gif = gr.File(label="Animation of the sample grids", interactive=False)
+    with gr.Accordion("Compare sample grids of runs", open=False):
+        with gr.Row():
+            grid_runs = gr.Dropdown(run_choices(records, "train"), multiselect=True, max_choices=MAX_RUNS,
+                                    label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3)
+            grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch", scale=2)
+        grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
     shown = gr.State(None)  # signature of the table the page has
     timer = gr.Timer(TICK_S)
 
@@ -95,13 +106,13 @@ def build(ctx):
         records = store.list_runs()
         signature = [(r["id"], r["status"], store.version(r["id"])) for r in records]
         if not force and signature == current:
-            return (gr.skip(),) * 5
+            return (gr.skip(),) * 6
         chosen_record = next((r for r in records if r["id"] == rid), None)
         return (runs_frame(records), gr.update(choices=run_choices(records, "train")),
                 gr.update(choices=run_choices(records)), signature,
-                run_details(chosen_record) if rid else gr.skip())
+                run_details(chosen_record) if rid else gr.skip(), gr.update(choices=run_choices(records, "train")))
 
-    table_outputs = [table, compare, chosen, shown, details]
+    table_outputs = [table, compare, chosen, shown, details, grid_runs]
     timer.tick(table_update, [shown, chosen], table_outputs, api_visibility="private", show_progress="hidden")
     refresh.click(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs,
                   api_visibility="private")
@@ -150,6 +161,38 @@ def build(ctx):
     chosen.change(choose, chosen, [details, epoch, grid, confirm_row], api_visibility="private")
     epoch.change(scrub, [chosen, epoch], grid, api_visibility="private", show_progress="hidden")
 
+    @user_errors
+    def animate(rid):
+        need(rid)  # an AnimationError (a ValueError) becomes the page's message
+        return str(epochs_gif(store.samples(rid), ctx.workspace.run_dir(rid)))
+
+    gif_button.click(animate, chosen, gif, api_name="samples_gif")
+
+    # --- the same epoch of several runs ---
+    @user_errors
+    def compare_grids(ids, at):
+        runs = []
+        for rid in ids or []:
+            record = store.get_run(rid)
+            if record is None:
+                raise gr.Error(f"There is no run {rid!r} any more.", print_exception=False)
+            runs.append((f"{record['name']} ({rid[-4:]})", store.samples(rid)))
+        return side_by_side(runs, int(at or 1))  # a CompareError becomes the page's message
+
+    def compare_range(ids):
+        """The slider spans the epochs the chosen runs have; the gallery fills once 2 runs are chosen."""
+        last = max((e for rid in ids or [] for e, _ in store.samples(rid)), default=1)
+        slider = gr.update(maximum=max(2, last), value=last)
+        if len(ids or []) < 2:
+            return slider, gr.update(value=None, columns=2)
+        try:
+            return slider, gr.update(value=compare_grids(ids, last), columns=min(len(ids), MAX_RUNS))
+        except gr.Error:
+            return slider, gr.update(value=None)
+
+    grid_runs.change(compare_range, grid_runs, [grid_epoch, grids], api_visibility="private")
+    grid_epoch.release(compare_grids, [grid_runs, grid_epoch], grids, api_name="compare_samples")
+
     # --- actions ---
     def need(rid):
         if not rid:
@@ -192,10 +235,10 @@ def build(ctx):
     def do_delete(rid, current):
         need(rid)
         jobs.delete(rid)
-        frame, compare_update, chosen_update, signature, _ = table_update(current, force=True)
+        frame, compare_update, chosen_update, signature, _, grid_update = table_update(current, force=True)
         chosen_update["value"] = None
         return (gr.update(visible=False), f"Run `{rid}` deleted.", frame, compare_update, chosen_update, signature,
-                run_details(None))
+                run_details(None), grid_update)
 
     delete.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
     cancel.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")

@@ -1,0 +1,42 @@
+"""The same epoch of several runs, side by side: how a person compares what generators make."""
+from pathlib import Path
+
+MIN_RUNS, MAX_RUNS = 2, 4
+
+
+class CompareError(ValueError):
+    """A comparison that cannot be made; the message says why."""
+
+
+def grid_at(samples, epoch: int) -> tuple:
+    """(epoch shown, path, note) for one run: the grid of `epoch`, else the latest before it; a run
+    that has not reached `epoch` shows its last grid and says so."""
+    if not samples:
+        raise CompareError("no sample grids")
+    samples = sorted((int(e), p) for e, p in samples)
+    last_epoch, last_path = samples[-1]
+    if epoch >= last_epoch:
+        note = "" if epoch == last_epoch else f" (its last; it has no epoch {epoch})"
+        return last_epoch, last_path, note
+    earlier = [(e, p) for e, p in samples if e <= epoch]
+    if not earlier:
+        first_epoch, first_path = samples[0]
+        return first_epoch, first_path, f" (its first; it has no epoch {epoch})"
+    shown, path = earlier[-1]
+    return shown, path, "" if shown == epoch else f" (nearest before epoch {epoch})"
+
+
+def side_by_side(runs, epoch: int) -> list:
+    """runs: [(name, [(epoch, path)])] -> [(path, caption)] for a gallery, one per run."""
+    if not MIN_RUNS <= len(runs) <= MAX_RUNS:
+        raise CompareError(f"Choose {MIN_RUNS} to {MAX_RUNS} runs to compare (you chose {len(runs)}).")
+    missing = [name for name, samples in runs if not samples]
+    if missing:
+        raise CompareError(f"{', '.join(missing)} has no sample grids yet: choose runs that have finished an epoch.")
+    items = []
+    for name, samples in runs:
+        shown, path, note = grid_at(samples, int(epoch))
+        if not Path(path).is_file():
+            raise CompareError(f"The sample grid of {name} for epoch {shown} is missing from its run folder.")
+        items.append((str(path), f"{name} · epoch {shown}{note}"))
+    return items
