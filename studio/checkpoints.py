@@ -78,6 +78,16 @@ class LoadedModel:
         order = probs.argsort(descending=True).tolist()
         return [(self.classes[i], float(probs[i])) for i in order]
 
+    def model_input(self, image: Image.Image | None = None) -> torch.Tensor:
+        """What the network takes: seeded noise (seed 0) for a wgan generator, which draws from
+        noise and ignores any picture; else the picture, preprocessed, or a blank one when None."""
+        if self.task == "wgan":
+            return self.model.noise(1, torch.Generator().manual_seed(0))
+        if image is None:
+            size = self.input_size()
+            return torch.zeros(1, 3, size, size)
+        return self.preprocess(image)
+
     def restored(self, image: Image.Image) -> tuple:
         """(before, after) for restore and gan runs: the crop the model sees (scaled to the output
         size for super-resolution, so the two line up) and the model's output."""

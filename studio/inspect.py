@@ -29,15 +29,17 @@ def model_summary(loaded: LoadedModel) -> list:
     """[[layer, type, output shape, parameters, trainable]] for every leaf layer, on one input
     of the model's size."""
     model = loaded.model
-    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    # Leaves, and containers that hold parameters of their own (self-attention's gamma), so that
+    # the parameter column adds up to the model's total.
+    leaves = [(n, m) for n, m in model.named_modules()
+              if n and (not list(m.children()) or list(m.parameters(recurse=False)))]
     shapes = {}
 
     def record(hook, module, inputs, output):
         shapes[id(module)] = list(output.shape) if isinstance(output, torch.Tensor) else "-"
 
-    size = loaded.input_size()
     with loaded.lock, Hooks([m for _, m in leaves], record), torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(loaded.model_input())
     rows = []
     for name, m in leaves:
         params = list(m.parameters(recurse=False))
@@ -57,6 +59,9 @@ def heatmap(loaded: LoadedModel, image: Image.Image, method: str = "Grad-CAM", c
             layer: str | None = None, opacity: float = 0.5) -> tuple:
     """(overlay picture, class index used). method: "CAM" (the course's: body activations
     weighted by the head) or "Grad-CAM" (any convolutional layer)."""
+    if loaded.task != "classify":
+        raise InspectError(f"Heatmaps explain a class score, so they are made for classify runs; this is a "
+                           f"{loaded.task} run. Its feature maps and activation statistics are shown for every task.")
     x = loaded.preprocess(image)
     with loaded.lock:
         if method == "CAM":
@@ -70,10 +75,11 @@ def heatmap(loaded: LoadedModel, image: Image.Image, method: str = "Grad-CAM", c
 
 def strongest_feature_maps(loaded: LoadedModel, image: Image.Image, layer: str, k: int = 8) -> Image.Image:
     """The k channels of `layer` with the largest mean activation on this picture, each
-    scaled to [0, 1] and captioned with its channel number."""
+    scaled to [0, 1] and captioned with its channel number. A wgan generator ignores the picture
+    and draws from seed 0's noise."""
     module = find_layer(loaded.model, layer)
     with loaded.lock, hook_output(module) as h, torch.no_grad():
-        loaded.model(loaded.preprocess(image))
+        loaded.model(loaded.model_input(image))
     acts = h.stored
     if acts is None or acts.dim() != 4:
         raise InspectError(f"Layer {layer!r} does not give feature maps; pick a convolutional layer.")

@@ -192,3 +192,27 @@ def test_export_refuses_runs_the_bundle_format_cannot_hold(studio, task, tmp_pat
     with pytest.raises(ExportError, match=f"this is a {task} run"):
         export_bundle(studio.ctx.workspace.run_dir(studio.runs[task]), tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("task", ["classify", "segment", "restore", "gan", "wgan", "style"])
+def test_every_task_can_be_inspected_and_no_hook_is_left(studio, task):
+    """Inspect is not for classifiers only: summary and strongest feature maps for each task's
+    network (a wgan generator draws them from seed 0's noise); heatmaps say they are classify-only."""
+    from studio import inspect as insp
+    from studio.inspect import InspectError
+    from trainers.hooks import hook_count
+
+    model = loaded(studio, task)
+    own = hook_count(model.model)  # a U-Net keeps its cross-connection hooks for its whole life
+    rows = insp.model_summary(model)
+    assert rows and sum(r[3] for r in rows) == sum(p.numel() for p in model.model.parameters())
+    picture = Image.new("RGB", (40, 40), (120, 60, 200))
+    layer = insp.layer_choices(model)[-1]
+    maps = insp.strongest_feature_maps(model, None if task == "wgan" else picture, layer, k=4)
+    assert maps.size[0] > 0 and hook_count(model.model) == own
+    if task == "classify":
+        shown, index = insp.heatmap(model, picture)
+        assert shown.size == model.shown(picture).size and hook_count(model.model) == own == 0
+    else:
+        with pytest.raises(InspectError, match=f"classify runs; this is a {task} run"):
+            insp.heatmap(model, picture)

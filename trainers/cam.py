@@ -14,6 +14,9 @@ from torch import nn
 from .hooks import hook_output, hook_output_grad, no_inplace
 
 
+CONV = (nn.Conv2d, nn.ConvTranspose2d)  # a generator's layers are transposed convolutions
+
+
 def conv_layers(model: nn.Module) -> list:
     """[(name, module)] that Grad-CAM can use: every module whose output is a feature map,
     here the convolutions and the blocks built from them (ResNet layers and blocks)."""
@@ -21,7 +24,7 @@ def conv_layers(model: nn.Module) -> list:
     for name, m in model.named_modules():
         if not name:
             continue
-        if isinstance(m, nn.Conv2d) or (any(isinstance(c, nn.Conv2d) for c in m.modules())
+        if isinstance(m, CONV) or (any(isinstance(c, CONV) for c in m.modules())
                                         and not isinstance(m, (nn.ModuleList, nn.ModuleDict))):
             names.append((name, m))
     return names
