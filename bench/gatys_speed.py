@@ -1,0 +1,69 @@
+"""Timing: Gatys style transfer, 100 pixel-optimisation steps at 256 px, with the style task's
+defaults, on the bundled photos (content: astronaut, style: hubble_deep_field).
+
+Pretrained VGG16-BN weights cannot be downloaded on an offline machine. Without a real file in
+$TORCH_HOME this script writes seeded random VGG16-BN weights into a temporary TORCH_HOME: the
+time of a step does not depend on the weights' values, but the picture it makes does (it is
+meaningless with random weights). With the real file present it uses it.
+
+    python bench/gatys_speed.py [--steps 100] [--size 256] [--threads 2]
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+
+PHOTOS = ROOT / "assets" / "photos"
+
+
+def ensure_vgg_weights() -> str:
+    from trainers.models import weights_file
+
+    if weights_file("vgg16_bn").is_file():
+        return "real VGG16-BN weights"
+    os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="torch-home-")
+    torch.manual_seed(123)
+    path = weights_file("vgg16_bn")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(torchvision.models.vgg16_bn(weights=None).state_dict(), path)
+    return "RANDOM VGG16-BN weights (no real file here: the timing holds, the picture does not)"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    weights = ensure_vgg_weights()
+    from trainers import RunConfig, fit
+
+    run = Path(tempfile.mkdtemp(prefix="gatys-run-"))
+    config = RunConfig.from_dict({
+        "task": "style", "data": str(PHOTOS), "image_size": args.size, "epochs": 5, "pretrained": False,
+        "extra": {"mode": "gatys", "steps": args.steps, "content_image": str(PHOTOS / "astronaut.jpg"),
+                  "style_image": str(PHOTOS / "hubble_deep_field.jpg")}})
+    start = time.perf_counter()
+    result = fit(config, run)
+    seconds = time.perf_counter() - start
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    first, last = rows[0], rows[-1]
+    print(f"gatys {args.steps} steps at {args.size} px on {result['device']} ({args.threads} threads), {weights}")
+    print(f"  loss after frame 1 {first.get('train_loss', float('nan')):.4g}, after the last "
+          f"{last.get('train_loss', float('nan')):.4g}; {len(rows)} frames")
+    print(f"  {seconds:.1f} s in all (model set-up included); status {result['status']}; "
+          f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+
+
+if __name__ == "__main__":
+    main()
