@@ -1,25 +1,16 @@
 """The studio in a real headless Chromium: pick a dataset in Train, Start, watch the loss plot
 gain points and the sample grid appear until the run completes; then start a long run and
 stop it from the page."""
-import os
-import signal
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from studio.jobs import process_alive
-from studio.store import Store
+from browser import browser_page, kill_leftover_workers, needs_chromium
 from test_ui_api import Studio, write_tiny_dataset
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WAIT_MS = 150_000
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+pytestmark = needs_chromium
 
 # The number of train points the page's loss plot shows (0 while it says "no data yet").
 LOSS_POINTS = """() => {
@@ -36,25 +27,14 @@ def studio(tmp_path_factory):
     studio = Studio(root, root.parent / "studio.log")
     yield studio
     studio.close()
-    with Store(root / "store") as store:
-        for record in store.list_runs():
-            if record.get("pid") and process_alive(record["pid"], record["id"]):
-                os.kill(record["pid"], signal.SIGKILL)
+    kill_leftover_workers(root)
 
 
 @pytest.fixture(scope="module")
 def page(studio):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
-                                                       viewport={"width": 1400, "height": 1100})
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(studio.url)
+    with browser_page(studio.url) as page:
         page.get_by_role("tab", name="Train").click()
         yield page
-        browser.close()
 
 
 def fill_settings(page, epochs, batch_size):

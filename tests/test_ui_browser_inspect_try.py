@@ -1,23 +1,17 @@
 """The studio in a real headless Chromium, after training: a tiny classifier (started through the
 API to save time) is opened in Inspect, where an uploaded picture gets a heatmap, and in Try,
 where an uploaded picture gets a prediction that names a class."""
-import os
 import re
-import signal
-import tempfile
 
 import pytest
 from PIL import Image
 
-from studio.jobs import process_alive
-from studio.store import Store
+from browser import browser_page, kill_leftover_workers, needs_chromium
 from test_ui_api import Studio, tiny, wait_status, write_tiny_dataset
-from test_ui_browser import ARGS, CHROMIUM
 
 CLASSES = ("red", "green", "blue")
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -32,25 +26,14 @@ def trained(tmp_path_factory):
         yield studio, run_id
     finally:
         studio.close()
-        with Store(root / "store") as store:
-            for record in store.list_runs():
-                if record.get("pid") and process_alive(record["pid"], record["id"]):
-                    os.kill(record["pid"], signal.SIGKILL)
+        kill_leftover_workers(root)
 
 
 @pytest.fixture(scope="module")
 def page(trained):
-    from playwright.sync_api import sync_playwright
-
     studio, _ = trained
-    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
-        browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
-                                                       viewport={"width": 1400, "height": 1100})
-        page = browser.new_page()
-        page.set_default_timeout(30_000)
-        page.goto(studio.url)
+    with browser_page(studio.url) as page:
         yield page
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,45 @@
+"""What the real-browser tests share: Debian's Chromium with the flags this offline machine needs,
+a page on a launched studio, and the clean-up of worker processes a studio left behind."""
+import contextlib
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from studio.jobs import process_alive
+from studio.store import Store
+
+CHROMIUM = "/usr/bin/chromium"
+# Without the background-networking flags Chromium keeps dialling out, and is refused, here.
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason=f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
+
+
+@contextlib.contextmanager
+def browser_page(url):
+    """A page of a fresh headless Chromium profile, opened at `url`."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+        browser = p.chromium.launch_persistent_context(profile, executable_path=CHROMIUM, args=ARGS, headless=True,
+                                                       viewport={"width": 1400, "height": 1100})
+        page = browser.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(url)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def kill_leftover_workers(workspace_root):
+    """SIGKILL any run worker of this workspace that is still alive after its studio closed."""
+    with Store(Path(workspace_root) / "store") as store:
+        for record in store.list_runs():
+            if record.get("pid") and process_alive(record["pid"], record["id"]):
+                os.kill(record["pid"], signal.SIGKILL)
