@@ -1,0 +1,99 @@
+"""Quality check: a `gan` run keeps its generator's PSNR while its critic learns.
+
+Builds (crappy, clean) pairs from the bundled photos with the studio's crappify builder
+(studio/datasets/crappify.py, default parameters) into a temporary dataset, trains a short
+`restore` run (reduced: --restore-epochs, --size), then a `gan` run starting from it with the
+gan task's defaults (switcher, weights, critic pretraining; only epochs and image size set here).
+Prints the generator's validation PSNR before GAN training (info start_psnr) and after each
+epoch, the margin, and the critic's accuracy on real/fake per epoch (50% = guessing).
+
+    python bench/gan_quality.py [--restore-epochs 4] [--gan-epochs 8] [--size 96] [--variants 6]
+
+No pretrained weights can be downloaded here: the content loss falls back to pixel L1 and the
+U-Net encoder starts from scratch (the runs say so in their logs).
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+from studio.datasets.crappify import CrappifyParams, crappify_image, image_seed, prepare_clean  # noqa: E402
+from studio.datasets.safe_io import open_image, save_png  # noqa: E402
+
+PHOTOS = ROOT / "assets" / "photos"
+
+
+def build_pairs(root: Path, variants: int) -> int:
+    """Every photo crappified `variants` times (seeded by name); the runs split at random."""
+    params = CrappifyParams()
+    (root / "clean").mkdir(parents=True)
+    (root / "crappy").mkdir()
+    count = 0
+    for photo in sorted(PHOTOS.glob("*.jpg")):
+        clean = prepare_clean(open_image(photo), params)
+        for k in range(variants):
+            stem = f"{photo.stem}-{k}"
+            save_png(clean, root / "clean" / f"{stem}.png")
+            save_png(crappify_image(clean, params, image_seed(0, stem)), root / "crappy" / f"{stem}.png")
+            count += 1
+    (root / "dataset.json").write_text(json.dumps({"kind": "restore", "scale": 1}))
+    return count
+
+
+def rows(run: Path) -> list:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--restore-epochs", type=int, default=4)
+    ap.add_argument("--gan-epochs", type=int, default=8)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--variants", type=int, default=6)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from trainers import RunConfig, fit
+
+    tmp = Path(tempfile.mkdtemp(prefix="gan-quality-"))
+    data, restore_run, gan_run = tmp / "pairs", tmp / "restore", tmp / "gan"
+    pairs = build_pairs(data, args.variants)
+    common = {"data": str(data), "image_size": args.size, "batch_size": args.batch_size, "pretrained": False}
+
+    start = time.perf_counter()
+    fit(RunConfig.from_dict({**common, "task": "restore", "epochs": args.restore_epochs}), restore_run)
+    restore_s = time.perf_counter() - start
+    start = time.perf_counter()
+    result = fit(RunConfig.from_dict({**common, "task": "gan", "epochs": args.gan_epochs,
+                                      "extra": {"generator_run": str(restore_run)}}), gan_run)
+    gan_s = time.perf_counter() - start
+
+    info = torch.load(gan_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False).get("info", {})
+    start_psnr = info.get("start_psnr", float("nan"))
+    epochs = [r for r in rows(gan_run) if "critic_accuracy" in r]
+    print(f"{pairs} crappified pairs at {args.size} px; restore {args.restore_epochs} epochs ({restore_s:.0f} s), "
+          f"gan {args.gan_epochs} epochs ({gan_s:.0f} s), status {result['status']}")
+    print(f"generator PSNR before GAN training (start_psnr): {start_psnr:.2f} dB")
+    for line in (gan_run / "log.txt").read_text().splitlines():
+        if "critic pretraining" in line or "switcher:" in line:
+            print("  log:", line.split(" ", 2)[-1])
+    for r in epochs:
+        print(f"  epoch {r.get('epoch')}: psnr {r.get('psnr', float('nan')):.2f} dB "
+              f"(input {r.get('input_psnr', float('nan')):.2f}), critic accuracy {100 * r['critic_accuracy']:.1f}%, "
+              f"gen loss {r.get('train_loss', float('nan')):.3f}, critic loss {r.get('critic_loss', float('nan')):.3f}")
+    if epochs:
+        last = epochs[-1].get("psnr", float("nan"))
+        print(f"PSNR after: {last:.2f} dB; margin (after - before) {last - start_psnr:+.2f} dB")
+    print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+
+
+if __name__ == "__main__":
+    main()
