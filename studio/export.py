@@ -68,7 +68,8 @@ def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
         raise ExportError(str(e))
     if loaded.task not in EXPORTABLE_TASKS:
         # A generator from noise or a style network takes other inputs than the demo's one picture.
-        raise ExportError(f"Bundles are made for {', '.join(EXPORTABLE_TASKS)} runs; this is a {loaded.task} run.")
+        raise ExportError(f"Bundles and demos are made for classify, segment and restore runs; this is a "
+                          f"{loaded.task} run. Use it in the Try tab.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = loaded.model.eval()

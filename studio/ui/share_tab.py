@@ -7,9 +7,9 @@ import threading
 import gradio as gr
 
 from studio.demo import DemoProcess, SHARE_OFFLINE
-from studio.export import EXPORTABLE_TASKS, export_bundle
+from studio.export import export_bundle
 from studio.ui.context import user_errors
-from studio.ui.inspect_tab import finished_runs, load
+from studio.ui.inspect_tab import finished_runs
 
 _demos: dict = {}   # run id -> DemoProcess, one per run
 _lock = threading.Lock()
@@ -19,16 +19,9 @@ def exports_dir(ctx, run_id):
     return ctx.workspace.root / "exports" / ctx.workspace.run_dir(run_id).name
 
 
-def check_exportable(ctx, run_id):
-    task = load(ctx, run_id).task
-    if task not in EXPORTABLE_TASKS:
-        raise ValueError(f"Bundles and demos are made for classify, segment and restore runs; this is a {task} run. "
-                         f"Use it in the Try tab.")
-
-
 def start_demo(ctx, run_id, share=False, auth=None, timeout=120):
-    """Export the run and launch its demo; returns (DemoProcess, message in Markdown)."""
-    check_exportable(ctx, run_id)
+    """Export the run and launch its demo; returns (DemoProcess, message in Markdown). export_bundle
+    refuses the tasks a bundle cannot hold, before any demo starts."""
     bundle = exports_dir(ctx, run_id)
     result = export_bundle(ctx.workspace.run_dir(run_id), bundle)
     stop_demo(run_id)
@@ -79,7 +72,6 @@ def build(ctx):
     @user_errors
     def on_export(run_id):
         _need(run_id)
-        check_exportable(ctx, run_id)
         result = export_bundle(ctx.workspace.run_dir(run_id), exports_dir(ctx, run_id))
         return f"Bundle written to `{result['dir']}`: {', '.join(result['files'])}. ONNX {result['onnx']}."
 
