@@ -88,8 +88,6 @@ def build(ctx):
         loaded = load(ctx, run_id)
         if image is None:
             raise gr.Error("Upload a picture first.", print_exception=False)
-        if loaded.task != "classify":
-            raise gr.Error(f"Heatmaps are for classify runs; this is a {loaded.task} run.", print_exception=False)
         picture, index = insp.heatmap(loaded, image, how, _class_index(loaded, name), layer_name or None, alpha)
         where = "the body's last activations" if how == "CAM" else f"layer {layer_name or insp.default_layer(loaded.model)}"
         return picture, f"{how} for **{loaded.classes[index]}** on {where}."
