@@ -2,8 +2,9 @@
 
 build(ctx) is called by the app shell inside `with gr.Tab("Data"):`; ctx.workspace is the
 Workspace. In a shared studio (ctx.shared) the "folder on this machine" fields are hidden and
-refused: a visitor must not make the server read its own folders; uploads still work. Every builder lives in studio/datasets; this module only wires it to components and
-turns a DatasetError (or anything unexpected) into a gr.Error sentence, never a traceback."""
+refused: a visitor must not make the server read its own folders; uploads still work. Every
+builder lives in studio/datasets; this module only wires it to components and turns a
+DatasetError (or anything unexpected) into a gr.Error sentence, never a traceback."""
 import html
 from pathlib import Path
 

@@ -108,9 +108,9 @@ def build(ctx):
         if not force and signature == current:
             return (gr.skip(),) * 6
         chosen_record = next((r for r in records if r["id"] == rid), None)
-        return (runs_frame(records), gr.update(choices=run_choices(records, "train")),
-                gr.update(choices=run_choices(records)), signature,
-                run_details(chosen_record) if rid else gr.skip(), gr.update(choices=run_choices(records, "train")))
+        trained = run_choices(records, "train")  # both pickers of runs to compare offer the same runs
+        return (runs_frame(records), gr.update(choices=trained), gr.update(choices=run_choices(records)), signature,
+                run_details(chosen_record) if rid else gr.skip(), gr.update(choices=trained))
 
     table_outputs = [table, compare, chosen, shown, details, grid_runs]
     timer.tick(table_update, [shown, chosen], table_outputs, api_visibility="private", show_progress="hidden")
