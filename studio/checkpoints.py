@@ -114,13 +114,10 @@ class LoadedModel:
         fully convolutional: any size works; the cap keeps a CPU answer quick)."""
         if self.task != "style":
             raise CheckpointError(f"This is a {self.task} model; stylising needs a style run.")
-        from torchvision.transforms import v2
         from trainers.grid import to_pil
+        from trainers.tasks.style import image_tensor
         image = image.convert("RGB")
-        scale = min(1.0, max_side / max(image.size))
-        if scale < 1:
-            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BICUBIC)
-        x = v2.functional.to_dtype(v2.functional.to_image(image), torch.float32, scale=True)[None]
+        x = image_tensor(image, min(max_side, max(image.size)))[None]  # never enlarged
         return to_pil(self.forward(x)[0])
 
 

@@ -43,7 +43,11 @@ def load_image(path, size: int, what: str) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"The {what} image was not found: {path}")
-    im = open_rgb(path)
+    return image_tensor(open_rgb(path), size)
+
+
+def image_tensor(im, size: int) -> torch.Tensor:
+    """An RGB PIL image as (3, H, W) in [0, 1], resized (bicubic) so its longer side is `size`."""
     scale = size / max(im.size)
     im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), 3)  # bicubic
     return v2.functional.to_dtype(v2.functional.to_image(im), torch.float32, scale=True)
