@@ -1,5 +1,6 @@
 """Shared test fixtures: small real datasets written to temporary folders."""
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,15 @@ def write_colour_classes(root: Path, per_class: int = 16, size: int = 32, classe
             pixels = np.array(COLOURS[name])[None, None, :] + rng.normal(0, 40, (size, size, 3))
             Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(folder / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="module")
+def module_tmp(tmp_path_factory, request) -> Path:
+    """A folder for one test module's shared fixtures, removed when the module is done: pytest
+    would keep it until the session ends, and the runs in it hold checkpoints of hundreds of MB."""
+    path = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ def png(seed):
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ui")
+def served(module_tmp):
+    root = module_tmp
     ws = Workspace.open(root / "ws")
     install_samples(ws)
     with gr.Blocks() as demo:

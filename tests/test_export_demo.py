@@ -18,8 +18,8 @@ from conftest import tiny_config, write_colour_classes
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
+def run_dir(module_tmp):
+    root = module_tmp
     data = write_colour_classes(root / "data", per_class=10, size=32, classes=("red", "blue"))
     fit(tiny_config(data, epochs=1, extra={"activation_stats": False}), root / "run")
     return root / "run"

@@ -60,6 +60,11 @@ def test_run_folder_holds_what_the_cli_promises(tmp_path, colour_data):
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
     assert best["metrics"]["accuracy"] == max(r["accuracy"] for r in rows) == result["best_metric"]
     assert best["info"]["classes"] == ["blue", "green", "red"]
+    # best.pt is for using the model: its weights without the optimiser's state, which only
+    # last.pt (the resume point) carries; Adam's moments would triple a U-Net's file.
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    assert "optimizer" not in best and "rng" not in best and last["optimizer"]["state"]
+    assert (run / "checkpoints" / "best.pt").stat().st_size < (run / "checkpoints" / "last.pt").stat().st_size / 2
 
 
 def test_lr_none_runs_the_finder_and_uses_its_suggestion(tmp_path, colour_data):

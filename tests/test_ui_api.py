@@ -99,8 +99,8 @@ def wait_status(studio, run_id, condition, what, timeout=WAIT_S) -> dict:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("studio") / "workspace"
+def workspace(module_tmp):
+    root = module_tmp / "workspace"
     write_tiny_dataset(root)
     yield root
     # Workers outlive the studio by design: end the ones this module started.
@@ -111,8 +111,8 @@ def workspace(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def studio(workspace, tmp_path_factory):
-    studio = Studio(workspace, tmp_path_factory.mktemp("logs") / "studio.log")
+def studio(workspace, module_tmp):
+    studio = Studio(workspace, module_tmp / "studio.log")
     yield studio
     studio.close()
 

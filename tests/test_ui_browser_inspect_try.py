@@ -15,9 +15,9 @@ pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(module_tmp):
     """A studio process with one completed tiny classify run."""
-    root = tmp_path_factory.mktemp("browser-inspect") / "workspace"
+    root = module_tmp / "workspace"
     write_tiny_dataset(root, per_class=6)
     studio = Studio(root, root.parent / "studio.log")
     try:
@@ -37,8 +37,8 @@ def page(trained):
 
 
 @pytest.fixture(scope="module")
-def picture(tmp_path_factory):
-    path = tmp_path_factory.mktemp("pictures") / "red.png"
+def picture(module_tmp):
+    path = module_tmp / "red.png"
     Image.new("RGB", (40, 40), (200, 40, 40)).save(path)
     return path
 

@@ -4,6 +4,7 @@ Events, in order: before_fit, before_epoch, before_batch, after_batch, before_va
 after_validate, after_epoch, after_fit. A callback reads and changes the learner through
 `self.learner`; setting `learner.stop = True` ends the run cleanly between batches.
 """
+import os
 import random
 from pathlib import Path
 
@@ -46,6 +47,24 @@ def load_last_checkpoint(out_dir) -> dict:
     return torch.load(last, map_location="cpu", weights_only=False)
 
 
+# What only a resumed run reads. best.pt is for using the model (Try, Inspect, export, a gan's
+# generator), so it leaves these out: for a U-Net, Adam's two moments are twice the weights.
+RESUME_ONLY = ("optimizer", "critic_optimizer", "scheduler", "scaler", "rng", "switcher", "losses")
+
+
+def write_checkpoint(state: dict, path) -> None:
+    """Write atomically: a crash mid-write never leaves a broken checkpoint behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def inference_state(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k not in RESUME_ONLY}
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
@@ -66,7 +85,8 @@ def seed_everything(seed: int) -> None:
 
 
 class SaveCheckpoints(Callback):
-    """`last.pt` after every epoch; `best.pt` whenever the monitored metric improves."""
+    """`last.pt` (everything a resume needs) after every epoch; `best.pt` (the weights and what
+    describes them, without optimiser state) whenever the monitored metric improves."""
     order = 50  # last: a kill between events then re-runs the epoch instead of losing its record
 
     def __init__(self, folder, monitor: str, higher_is_better: bool, extra=None):
@@ -87,9 +107,10 @@ class SaveCheckpoints(Callback):
         if better:
             self.best = value
         extra = dict(self.extra, best_metric=self.best, monitor=self.monitor)
-        learn.save(self.folder / "last.pt", extra)
+        state = learn.state(extra)
+        write_checkpoint(state, self.folder / "last.pt")
         if better:
-            learn.save(self.folder / "best.pt", extra)
+            write_checkpoint(inference_state(state), self.folder / "best.pt")
 
 
 class EpochSamples(Callback):

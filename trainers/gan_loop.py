@@ -23,7 +23,6 @@ backward and the critic's small scores are where reduced precision hurts first.
 """
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state
+from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state, write_checkpoint
 from .errors import ConfigError
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
@@ -316,11 +315,7 @@ class GANTrainer(CallbackHost):
         set_rng_state(state["rng"])
 
     def save(self, path, extra=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        torch.save(self.state(extra), tmp)
-        tmp.replace(path)
+        write_checkpoint(self.state(extra), path)
 
 
 class BatchLosses(Callback):

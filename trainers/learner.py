@@ -5,15 +5,13 @@ runs epochs of `_train_batch` and `validate`, firing events that callbacks hook 
 """
 import copy
 import math
-import os
 import time
 from contextlib import nullcontext
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state
+from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state, write_checkpoint
 
 
 class Learner(CallbackHost):
@@ -251,12 +249,7 @@ class Learner(CallbackHost):
         }
 
     def save(self, path, extra=None):
-        """Write atomically: a crash mid-write never leaves a broken checkpoint behind."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        torch.save(self.state(extra), tmp)
-        tmp.replace(path)
+        write_checkpoint(self.state(extra), path)
 
 
 def suggest_lr(lrs, losses) -> float:
