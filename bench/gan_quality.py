@@ -3,17 +3,21 @@
 Builds (crappy, clean) pairs from the bundled photos with the studio's crappify builder
 (studio/datasets/crappify.py, default parameters) into a temporary dataset, trains a short
 `restore` run (reduced: --restore-epochs, --size), then a `gan` run starting from it with the
-gan task's defaults (switcher, weights, critic pretraining; only epochs and image size set here).
+gan task's defaults (switcher, weights, critic pretraining, and its lr: a gan config without one
+gets the task's 1e-4; only epochs, image size and batch size set here; --gan-lr sets another).
 Prints the generator's validation PSNR before GAN training (info start_psnr) and after each
-epoch, the margin, and the critic's accuracy on real/fake per epoch (50% = guessing).
+epoch, the margin, the critic's accuracy on real/fake per epoch (50% = guessing) and how many
+steps each side took (the threshold switcher gives the critic up to 20 in a row).
 
-    python bench/gan_quality.py [--restore-epochs 4] [--gan-epochs 8] [--size 96] [--variants 6]
+    python bench/gan_quality.py [--restore-epochs 3] [--gan-epochs 4] [--size 96] [--variants 6]
+                                [--batch-size 4] [--gan-lr NUMBER] [--gan-extra JSON]
 
 No pretrained weights can be downloaded here: the content loss falls back to pixel L1 and the
 U-Net encoder starts from scratch (the runs say so in their logs).
 """
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -53,12 +57,14 @@ def rows(run: Path) -> list:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--restore-epochs", type=int, default=4)
-    ap.add_argument("--gan-epochs", type=int, default=8)
+    ap.add_argument("--restore-epochs", type=int, default=3)
+    ap.add_argument("--gan-epochs", type=int, default=4)
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--variants", type=int, default=6)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--gan-lr", type=float, default=None, help="the gan run's lr (default: the task's own)")
+    ap.add_argument("--gan-extra", default="{}", help="JSON merged into the gan run's extra (defaults otherwise)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from trainers import RunConfig, fit
@@ -72,27 +78,33 @@ def main():
     fit(RunConfig.from_dict({**common, "task": "restore", "epochs": args.restore_epochs}), restore_run)
     restore_s = time.perf_counter() - start
     start = time.perf_counter()
-    result = fit(RunConfig.from_dict({**common, "task": "gan", "epochs": args.gan_epochs,
-                                      "extra": {"generator_run": str(restore_run)}}), gan_run)
+    gan = {**common, "task": "gan", "epochs": args.gan_epochs, "extra": {**json.loads(args.gan_extra),
+                                                                        "generator_run": str(restore_run)}}
+    if args.gan_lr is not None:
+        gan["lr"] = args.gan_lr
+    result = fit(RunConfig.from_dict(gan), gan_run)
     gan_s = time.perf_counter() - start
 
-    info = torch.load(gan_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False).get("info", {})
+    checkpoint = torch.load(gan_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    info = checkpoint.get("info", {})
     start_psnr = info.get("start_psnr", float("nan"))
     epochs = [r for r in rows(gan_run) if "critic_accuracy" in r]
     print(f"{pairs} crappified pairs at {args.size} px; restore {args.restore_epochs} epochs ({restore_s:.0f} s), "
           f"gan {args.gan_epochs} epochs ({gan_s:.0f} s), status {result['status']}")
-    print(f"generator PSNR before GAN training (start_psnr): {start_psnr:.2f} dB")
+    print(f"gan lr {checkpoint.get('lr'):g}; generator PSNR before GAN training (start_psnr): {start_psnr:.2f} dB")
     for line in (gan_run / "log.txt").read_text().splitlines():
-        if "critic pretraining" in line or "switcher:" in line:
+        if "critic pretraining" in line or "switcher:" in line or "high for a GAN" in line:
             print("  log:", line.split(" ", 2)[-1])
     for r in epochs:
         print(f"  epoch {r.get('epoch')}: psnr {r.get('psnr', float('nan')):.2f} dB "
               f"(input {r.get('input_psnr', float('nan')):.2f}), critic accuracy {100 * r['critic_accuracy']:.1f}%, "
-              f"gen loss {r.get('train_loss', float('nan')):.3f}, critic loss {r.get('critic_loss', float('nan')):.3f}")
+              f"gen loss {r.get('train_loss', float('nan')):.3f}, critic loss {r.get('critic_loss', float('nan')):.3f}, "
+              f"steps: {r.get('generator_steps')} generator, {r.get('critic_steps')} critic")
     if epochs:
         last = epochs[-1].get("psnr", float("nan"))
         print(f"PSNR after: {last:.2f} dB; margin (after - before) {last - start_psnr:+.2f} dB")
     print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

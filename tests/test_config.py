@@ -75,3 +75,19 @@ def test_split_by_folder_and_by_seed(tmp_path):
     write_colour_classes(split / "valid", per_class=2)
     classes, train, valid = scan_labelled_folder(split, 0.2, seed=1)
     assert len(train) == 18 and len(valid) == 6 and all("valid" in str(p) for p, _ in valid)
+
+
+def test_a_task_starts_from_its_own_defaults_and_a_given_value_wins():
+    """A GAN left without an lr gets its task's (null: 1e-4), not a classifier's 3e-3 at which its
+    critic stayed at chance; a given lr, even the classifier's, is kept."""
+    assert RunConfig.from_dict({"task": "classify"}).lr == 0.003
+    assert RunConfig.from_dict({"task": "gan"}).lr is None
+    assert RunConfig.from_dict({"task": "gan", "lr": 0.003}).lr == 0.003
+    wgan = RunConfig.defaults_for("wgan")
+    assert wgan["lr"] is None and wgan["image_size"] == 64 and wgan["epochs"] == RunConfig().epochs
+    assert RunConfig.defaults_for("classify") == RunConfig().to_dict()
+    # An unknown or ill-typed task gets no task defaults, and validate() names the problem.
+    with pytest.raises(ConfigError, match="Unknown task 'paint'"):
+        RunConfig.from_dict({"task": "paint", "data": "."}).validate()
+    with pytest.raises(ConfigError, match="task"):
+        RunConfig.from_dict({"task": ["gan"]})

@@ -200,6 +200,11 @@ def test_restoration_gan_starts_from_a_restore_run_and_records_both_losses(tmp_p
     assert Image.open(tmp_path / "gan" / "samples" / "epoch_002.png").width == 3 * (128 + 4) + 4
     checkpoint = torch.load(tmp_path / "gan" / "checkpoints" / "last.pt", weights_only=False)
     assert checkpoint["info"]["start_psnr"] > 0 and checkpoint["info"]["scale"] == 1
+    assert "high for a GAN" not in log
+    # RunConfig's default lr (3e-3) is far above what the critic learns at: the log says so.
+    high = dict(config, lr=3e-3, epochs=1, extra=dict(config["extra"], critic_pretrain_epochs=0))
+    fit(high, tmp_path / "gan_high")
+    assert "lr 0.003 is high for a GAN" in (tmp_path / "gan_high" / "log.txt").read_text()
 
 
 def test_restoration_gan_needs_a_restore_run(tmp_path):

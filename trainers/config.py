@@ -14,6 +14,14 @@ ARCHS = ("resnet18", "resnet34", "resnet50")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+def task_defaults(task) -> dict:
+    """The settings a task starts from, for the ones a config leaves out (Task.defaults)."""
+    from .tasks import TASKS  # late: tasks import this module
+
+    found = TASKS.get(task) if isinstance(task, str) else None
+    return dict(found.defaults) if found else {}  # an unknown task is reported by validate()
+
+
 @dataclass
 class RunConfig:
     task: str = "classify"
@@ -46,9 +54,14 @@ class RunConfig:
             raise ConfigError(
                 f"Unknown setting(s): {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}."
             )
-        config = cls(**d)
+        config = cls(**{**task_defaults(d.get("task", "classify")), **d})
         config._check_types()
         return config
+
+    @classmethod
+    def defaults_for(cls, task: str) -> dict:
+        """Every setting a config of `task` gets when it gives none (what the Train tab shows)."""
+        return cls.from_dict({"task": task}).to_dict()
 
     @classmethod
     def from_json(cls, text: str) -> "RunConfig":

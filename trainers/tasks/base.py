@@ -22,6 +22,9 @@ class TaskParts:
 class Task:
     name = ""
     default_monitor = "valid_loss"
+    # Settings this task starts from where a config leaves them out; RunConfig's field defaults
+    # fill the rest (a GAN wants a far lower lr than a classifier, for instance).
+    defaults: dict = {}
 
     def validate(self, config) -> None:
         """Raise ConfigError when the data cannot feed this task."""

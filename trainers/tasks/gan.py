@@ -34,6 +34,18 @@ from .restore import LOSSES, _sampler, choose_loss
 from .wgan import extra_number, own_loop_only
 
 SWITCHERS = ("threshold", "fixed")
+DEFAULT_LR = 1e-4
+# Above this a spectrally normalised critic stayed at chance in bench/gan_quality.py (3e-3, the
+# RunConfig default, against 1e-4), so the run's log says so.
+HIGH_LR = 1e-3
+
+
+def lr_note(lr: float) -> list:
+    """A log line for a learning rate at which the critic is unlikely to learn; none otherwise."""
+    if lr <= HIGH_LR:
+        return []
+    return [f"lr {lr:g} is high for a GAN: at 3e-3 the bench's critic stayed at chance (50% accuracy) where "
+            f"at {DEFAULT_LR:g} it learned; leave lr out (or null) for the task's default"]
 
 
 def generator_checkpoint(run_dir) -> tuple:
@@ -83,6 +95,7 @@ def _settings(config) -> dict:
 class RestorationGAN(Task):
     name = "gan"
     default_monitor = "psnr"
+    defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
 
     def validate(self, config):
         _settings(config)
@@ -129,7 +142,7 @@ class RestorationGAN(Task):
             switcher = ThresholdSwitcher(s["critic_threshold"], s["gen_threshold"], s["switch_max_steps"])
         else:
             switcher = FixedSwitcher(s["n_critic"], s["n_gen"])
-        lr = config.lr if config.lr is not None else 1e-4
+        lr = config.lr if config.lr is not None else DEFAULT_LR
         # fastai's GAN optimiser: Adam without momentum's lag (beta1 = 0), which GANs prefer.
         opt_g = torch.optim.Adam(generator.parameters(), lr, betas=(0.0, 0.99))
         opt_c = torch.optim.Adam(critic.parameters(), lr, betas=(0.0, 0.99))
@@ -146,7 +159,7 @@ class RestorationGAN(Task):
                          monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
                          critic_pretrain_epochs=s["critic_pretrain_epochs"],
                          notes=[f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "
-                                f"(input {start['input_psnr']:.2f} dB) before GAN training"])
+                                f"(input {start['input_psnr']:.2f} dB) before GAN training", *lr_note(lr)])
         return run_gan(config, out_dir, parts, reporter, resume)
 
 

@@ -38,6 +38,8 @@ def own_loop_only(task_name):
 class WGAN(Task):
     name = "wgan"
     default_monitor = "epoch"
+    # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
+    defaults = {"lr": None, "image_size": 64}
 
     def settings(self, config) -> dict:
         constraint = config.extra.get("constraint", "penalty")
