@@ -6,11 +6,15 @@ $TORCH_HOME this script writes seeded random VGG16-BN weights into a temporary T
 time of a step does not depend on the weights' values, but the picture it makes does (it is
 meaningless with random weights). With the real file present it uses it.
 
-    python bench/gatys_speed.py [--steps 100] [--size 256] [--threads 2]
+    python bench/gatys_speed.py [--steps 100] [--size 256] [--threads 2] [--fp32]
+
+The style task's default (mixed_precision true) runs the VGG in bf16 where the hardware has it
+(trainers/tasks/style.py gatys_autocast_dtype); --fp32 measures the float32 path.
 """
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,17 +29,18 @@ import torchvision  # noqa: E402
 PHOTOS = ROOT / "assets" / "photos"
 
 
-def ensure_vgg_weights() -> str:
+def ensure_vgg_weights() -> tuple:
+    """(what the weights are, the temporary TORCH_HOME to remove afterwards or None)."""
     from trainers.models import weights_file
 
     if weights_file("vgg16_bn").is_file():
-        return "real VGG16-BN weights"
-    os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="torch-home-")
+        return "real VGG16-BN weights", None
+    home = os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="torch-home-")
     torch.manual_seed(123)
     path = weights_file("vgg16_bn")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(torchvision.models.vgg16_bn(weights=None).state_dict(), path)
-    return "RANDOM VGG16-BN weights (no real file here: the timing holds, the picture does not)"
+    return "RANDOM VGG16-BN weights (no real file here: the timing holds, the picture does not)", home
 
 
 def main():
@@ -43,14 +48,16 @@ def main():
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fp32", action="store_true", help="mixed_precision false: the VGG in float32 everywhere")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    weights = ensure_vgg_weights()
+    weights, fake_home = ensure_vgg_weights()
     from trainers import RunConfig, fit
 
     run = Path(tempfile.mkdtemp(prefix="gatys-run-"))
     config = RunConfig.from_dict({
         "task": "style", "data": str(PHOTOS), "image_size": args.size, "epochs": 5, "pretrained": False,
+        "mixed_precision": not args.fp32,
         "extra": {"mode": "gatys", "steps": args.steps, "content_image": str(PHOTOS / "astronaut.jpg"),
                   "style_image": str(PHOTOS / "hubble_deep_field.jpg")}})
     start = time.perf_counter()
@@ -58,11 +65,18 @@ def main():
     seconds = time.perf_counter() - start
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     first, last = rows[0], rows[-1]
-    print(f"gatys {args.steps} steps at {args.size} px on {result['device']} ({args.threads} threads), {weights}")
+    precision = next((line.rsplit("VGG in ", 1)[-1] for line in (run / "log.txt").read_text().splitlines()
+                      if "VGG in " in line), "?")
+    print(f"gatys {args.steps} steps at {args.size} px on {result['device']} ({args.threads} threads), VGG in "
+          f"{precision}, {weights}")
     print(f"  loss after frame 1 {first.get('train_loss', float('nan')):.4g}, after the last "
           f"{last.get('train_loss', float('nan')):.4g}; {len(rows)} frames")
     print(f"  {seconds:.1f} s in all (model set-up included); status {result['status']}; "
           f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    print("  seconds per frame: " + ", ".join(f"{r['seconds']:.1f}" for r in rows))
+    for folder in (run, fake_home):  # the fake weights file is half a gigabyte
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
 """Looking inside a trained model: summary, activation statistics, heatmaps, feature maps, and
 for classifiers the confusion matrix, the most-confused pairs and the top losses.
 
+Summary, statistics and feature maps work for any run studio.checkpoints can load. Heatmaps
+need class scores: a classifier's (CAM and Grad-CAM) or a segmenter's per-pixel ones
+(Grad-CAM of a class over the region painted with it); `heatmap_classes` says which.
+
 Every function takes a LoadedModel (studio.checkpoints) and uses its lock; every hook is a
 self-removing one from trainers.hooks, so no inspection leaves anything on the model.
 """
@@ -12,10 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from trainers.augment import denormalize
-from trainers.cam import cam, conv_layers, default_layer, find_layer, grad_cam, overlay
+from trainers.cam import cam, class_indices, conv_layers, default_layer, find_layer, grad_cam, layer_cam, overlay
 from trainers.data import open_rgb, scan_labelled_folder
-from trainers.grid import captioned, grid, to_pil
+from trainers.grid import captioned, grid
 from trainers.hooks import Hooks, hook_output, load_activation_stats
 
 from .checkpoints import LoadedModel
@@ -55,21 +58,47 @@ def layer_choices(loaded: LoadedModel) -> list:
     return [name for name, _ in conv_layers(loaded.model)]
 
 
+def is_classifier(loaded: LoadedModel) -> bool:
+    """Runs with a labelled validation set: confusion matrix, most confused and top losses."""
+    return loaded.task == "classify"
+
+
+def heatmap_classes(loaded: LoadedModel) -> list:
+    """Names of the classes a heatmap can explain: a classifier's classes, a segmenter's codes;
+    [] for models that output pictures (restore, gan, style), which have no class score."""
+    return list(loaded.info.get("classes") or loaded.info.get("codes") or [])
+
+
+def heatmap_methods(loaded: LoadedModel) -> list:
+    """Grad-CAM and Layer-CAM for any model with class scores; CAM only for a body + pooled head."""
+    if not heatmap_classes(loaded):
+        return []
+    has_head = hasattr(loaded.model, "body") and hasattr(loaded.model, "head")
+    return ["Grad-CAM", "Layer-CAM"] + (["CAM"] if has_head else [])
+
+
 def heatmap(loaded: LoadedModel, image: Image.Image, method: str = "Grad-CAM", class_index=None,
             layer: str | None = None, opacity: float = 0.5) -> tuple:
     """(overlay picture, class index used). method: "CAM" (the course's: body activations
-    weighted by the head) or "Grad-CAM" (any convolutional layer)."""
-    if loaded.task != "classify":
-        raise InspectError(f"Heatmaps explain a class score, so they are made for classify runs; this is a "
-                           f"{loaded.task} run. Its feature maps and activation statistics are shown for every task.")
+    weighted by the head), "Grad-CAM" or "Layer-CAM" (any convolutional layer; Layer-CAM keeps
+    where the gradient is, which localises better at coarse layers). For a segmenter the class
+    is explained over the pixels predicted as that class (default: the one on most pixels)."""
+    methods = heatmap_methods(loaded)
+    if method not in methods:
+        if not methods:
+            raise InspectError(f"Heatmaps explain a class score, and this {loaded.task} model outputs pictures, "
+                               f"not classes. Its summary, feature maps and activation statistics are shown.")
+        raise InspectError(f"{method} is not available for this {loaded.task} model; use {' or '.join(methods)}.")
     x = loaded.preprocess(image)
     with loaded.lock:
         if method == "CAM":
             maps = cam(loaded.model, x, class_index)
         else:
-            maps = grad_cam(loaded.model, x, class_index, layer or default_layer(loaded.model))
+            explain = layer_cam if method == "Layer-CAM" else grad_cam
+            maps = explain(loaded.model, x, class_index, layer or default_layer(loaded.model))
         if class_index is None:
-            class_index = int(loaded.model(x).argmax(1)) if loaded.task == "classify" else 0
+            with torch.no_grad():
+                class_index = int(class_indices(loaded.model(x))[0])
     return overlay(loaded.shown(image), maps[0].numpy(), opacity), class_index
 
 
@@ -99,8 +128,8 @@ def strongest_feature_maps(loaded: LoadedModel, image: Image.Image, layer: str, 
 
 def validation_predictions(loaded: LoadedModel, limit: int = 2000) -> dict:
     """Predictions on the run's validation items: items, targets, preds, probs (N, C), losses."""
-    if loaded.task != "classify":
-        raise InspectError("The confusion matrix and top losses are for classify runs.")
+    if not is_classifier(loaded):
+        raise InspectError(f"The confusion matrix and top losses are for classify runs; this is a {loaded.task} run.")
     config = loaded.config
     data = config.get("data", "")
     if not data or not Path(data).is_dir():

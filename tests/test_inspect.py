@@ -19,8 +19,8 @@ from conftest import tiny_config, write_colour_classes
 
 
 @pytest.fixture(scope="module")
-def ctx(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ws")
+def ctx(module_tmp):
+    root = module_tmp
     ws = Workspace.open(root / "workspace")
     data = write_colour_classes(ws.dataset_dir("colours"), per_class=10, size=32)
     store = Store(ws.store_dir)
@@ -48,7 +48,7 @@ def test_summary_classifier_views_and_no_hooks_left(ctx):
     worst = int(found["losses"].argmax())
     assert grid.size[0] > 128 and found["losses"][worst] >= found["losses"].min()
     picture = Image.new("RGB", (40, 40), (200, 40, 40))
-    for method in ("CAM", "Grad-CAM"):
+    for method in ("CAM", "Grad-CAM", "Layer-CAM"):
         heat, index = insp.heatmap(loaded, picture, method, None, None, 0.5)
         assert heat.size == (32, 32) and 0 <= index < 3
     maps = insp.strongest_feature_maps(loaded, picture, "body.4", k=4)
@@ -116,3 +116,81 @@ def test_share_tab_starts_and_stops_a_demo(ctx):
     finally:
         assert share_tab.stop_demo(ctx.run_id)
     assert not demo.running() and not share_tab.stop_demo(ctx.run_id)
+
+
+@pytest.fixture(scope="module")
+def segment_run(ctx):
+    """A finished segment run in the same workspace: (run id, its loaded checkpoint)."""
+    from test_segment import write_shapes
+
+    data = write_shapes(ctx.workspace.dataset_dir("shapes"), n=12)
+    record = ctx.store.create_run(tiny_config(data, task="segment", epochs=1, batch_size=6, lr=1e-2))
+    fit(record["config"], ctx.workspace.run_dir(record["id"]))
+    ctx.store.transition(record["id"], "running")
+    ctx.store.transition(record["id"], "completed")
+    return record["id"], load_checkpoint(ctx.workspace.run_dir(record["id"]))
+
+
+def test_segment_run_summary_feature_maps_and_region_grad_cam(segment_run):
+    _, loaded = segment_run
+    hooks_before = hook_count(loaded.model)  # the U-Net's own cross-connection hooks stay
+    rows = insp.model_summary(loaded)
+    assert rows[0][:3] == ["encoder.0", "Conv2d", "64x16x16"]
+    assert [r[:3] for r in rows if r[0] == "head"] == [["head", "Conv2d", "3x32x32"]]
+    picture = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 32, 3), dtype=np.uint8))
+    maps = insp.strongest_feature_maps(loaded, picture, "encoder.4", k=4)
+    assert maps.size[0] > 2 * 96
+    assert not insp.is_classifier(loaded) and insp.heatmap_classes(loaded) == ["background", "square", "bar"]
+    assert insp.heatmap_methods(loaded) == ["Grad-CAM", "Layer-CAM"]  # no pooled head: no CAM
+    heat, index = insp.heatmap(loaded, picture, "Grad-CAM", 1, None, 0.5)
+    assert heat.size == (32, 32) and index == 1
+    with pytest.raises(insp.InspectError, match="not available"):
+        insp.heatmap(loaded, picture, "CAM")
+    with pytest.raises(insp.InspectError, match="classify runs"):
+        insp.validation_predictions(loaded)
+    assert hook_count(loaded.model) == hooks_before
+
+
+def test_picture_models_get_summary_and_feature_maps_but_no_heatmap(tmp_path):
+    from studio.checkpoints import LoadedModel
+    from trainers.models.unet import UNet
+
+    torch.manual_seed(0)
+    model = UNet("resnet18", n_out=3, pretrained=False).eval()  # a restore network's shape
+    loaded = LoadedModel(model=model, task="restore", info={"image_size": 32}, config={}, path=tmp_path)
+    before = hook_count(model)
+    assert insp.model_summary(loaded)[-1][:3] == ["head", "Conv2d", "3x32x32"]
+    picture = Image.new("RGB", (32, 32), (90, 120, 30))
+    assert insp.strongest_feature_maps(loaded, picture, "encoder.7", k=2).size[0] >= 2 * 96
+    assert insp.heatmap_methods(loaded) == [] and insp.heatmap_classes(loaded) == []
+    with pytest.raises(insp.InspectError, match="outputs pictures"):
+        insp.heatmap(loaded, picture)
+    assert hook_count(model) == before
+
+
+def test_inspect_tab_hides_classifier_parts_for_a_segment_run(ctx, segment_run):
+    import gradio as gr
+    from studio.ui import inspect_tab
+
+    with gr.Blocks() as demo:
+        inspect_tab.build(ctx)
+    handlers = {f.fn.__name__: f for f in demo.fns.values()}
+    opened = handlers["on_open"]
+
+    def shown(run_id) -> dict:
+        return {getattr(c, "label", None) or type(c).__name__: v
+                for c, v in zip(opened.outputs, opened.fn(run_id))}
+
+    classify, segment = shown(ctx.run_id), shown(segment_run[0])
+    views = "Classifier: confusion matrix, most confused, top losses"
+    assert classify[views]["visible"] is True and segment[views]["visible"] is False
+    assert classify["Method"]["choices"] == ["Grad-CAM", "Layer-CAM", "CAM"]
+    assert segment["Method"]["choices"] == ["Grad-CAM", "Layer-CAM"] and segment["Method"]["visible"]
+    assert segment["Class (empty: the predicted one)"]["choices"] == ["background", "square", "bar"]
+    assert segment["Model summary"][0][0] == "encoder.0"
+    assert segment["Layer (Grad-CAM, Layer-CAM, feature maps)"]["value"] == "encoder.7"
+    picture = Image.new("RGB", (40, 40), (230, 210, 60))
+    heat, note = handlers["on_heatmap"].fn(segment_run[0], picture, "Grad-CAM", "square", None, 0.5)
+    assert heat.size == (32, 32) and "**square** over the pixels predicted as it" in note
+    with pytest.raises(gr.Error, match="classify runs"):
+        handlers["on_validate"].fn(segment_run[0])

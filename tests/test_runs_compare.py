@@ -82,6 +82,15 @@ def test_side_by_side_names_a_run_without_grids(tmp_path):
         side_by_side([("full", samples), ("empty", [])], 1)
 
 
+def test_only_training_runs_with_grids_are_offered_for_comparison(tmp_path):
+    from studio.ui.runs_tab import grid_run_choices
+
+    grids = {"a": write_grids(tmp_path / "a", [1, 2, 3]), "b": write_grids(tmp_path / "b", [1]), "c": [], "f": [(1, "x")]}
+    records = [{"id": "a", "name": "gan a", "kind": "train"}, {"id": "b", "name": "wgan", "kind": "train"},
+               {"id": "c", "name": "empty", "kind": "train"}, {"id": "f", "name": "finder", "kind": "lr_find"}]
+    assert grid_run_choices(records, lambda rid: grids[rid]) == [("gan a · a (3 epochs)", "a"), ("wgan · b (1 epoch)", "b")]
+
+
 def test_gif_and_comparison_through_the_launched_studio(tmp_path):
     from gradio_client import Client
 

@@ -47,6 +47,27 @@ def test_style_loss_is_zero_for_its_own_content_and_style(vgg_home):
     assert loss(other, content).item() == pytest.approx(value, rel=1e-6)
 
 
+def test_bf16_vgg_passes_keep_the_loss_and_its_gradient(vgg_home):
+    """Gatys runs the VGG in bf16 where the hardware has it: the value and the pixel gradient it
+    follows must stay those of float32, within bf16's precision."""
+    torch.manual_seed(0)
+    style, content = torch.rand(3, 64, 64), torch.rand(1, 3, 64, 64)
+    loss = StyleLoss(pretrained_vgg_features(), style, style_blocks=(1, 2, 3), content_blocks=(2,))
+
+    def value_and_grad(dtype):
+        loss.autocast_dtype = dtype
+        image = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+        value = loss(image, content)
+        value.backward()
+        return value.item(), image.grad.flatten(), value.dtype
+
+    full, full_grad, _ = value_and_grad(None)
+    half, half_grad, dtype = value_and_grad(torch.bfloat16)
+    assert dtype == torch.float32  # Gram matrices and losses are float32 in both
+    assert half == pytest.approx(full, rel=0.05) and half != full  # bf16 did run, and stayed close
+    assert torch.nn.functional.cosine_similarity(full_grad, half_grad, dim=0) > 0.95
+
+
 def test_gatys_lowers_its_loss_and_writes_frames(tmp_path, vgg_home):
     photos = write_images(tmp_path / "photos", n=2, size=40)
     config = {"task": "style", "data": str(photos), "epochs": 3, "image_size": 32,
@@ -61,6 +82,7 @@ def test_gatys_lowers_its_loss_and_writes_frames(tmp_path, vgg_home):
     assert all(m["content_loss"] >= 0 and m["style_loss"] >= 0 for m in metrics)
     assert len(list((tmp_path / "run" / "samples").glob("epoch_*.png"))) == 3
     assert Image.open(tmp_path / "run" / "result.png").size == (32, 32)  # the content photo (00.png) is square
+    assert "VGG in " in (tmp_path / "run" / "log.txt").read_text()  # the log says which precision ran
 
 
 def test_style_network_trains_through_fit(tmp_path, vgg_home):

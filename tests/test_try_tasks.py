@@ -30,9 +30,9 @@ def _train(ctx, name, config):
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
+def studio(module_tmp):
     """A workspace with one finished run of every task (about half a minute on two cores)."""
-    root = tmp_path_factory.mktemp("try")
+    root = module_tmp
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the one_thread fixture: small convolutions are faster so
     with pytest.MonkeyPatch.context() as mp:
@@ -197,7 +197,8 @@ def test_export_refuses_runs_the_bundle_format_cannot_hold(studio, task, tmp_pat
 @pytest.mark.parametrize("task", ["classify", "segment", "restore", "gan", "wgan", "style"])
 def test_every_task_can_be_inspected_and_no_hook_is_left(studio, task):
     """Inspect is not for classifiers only: summary and strongest feature maps for each task's
-    network (a wgan generator draws them from seed 0's noise); heatmaps say they are classify-only."""
+    network (a wgan generator draws them from seed 0's noise); heatmaps for the models with class
+    scores (classify, and segment over a class's predicted region); the picture models say why not."""
     from studio import inspect as insp
     from studio.inspect import InspectError
     from trainers.hooks import hook_count
@@ -210,9 +211,13 @@ def test_every_task_can_be_inspected_and_no_hook_is_left(studio, task):
     layer = insp.layer_choices(model)[-1]
     maps = insp.strongest_feature_maps(model, None if task == "wgan" else picture, layer, k=4)
     assert maps.size[0] > 0 and hook_count(model.model) == own
-    if task == "classify":
-        shown, index = insp.heatmap(model, picture)
-        assert shown.size == model.shown(picture).size and hook_count(model.model) == own == 0
+    if task in ("classify", "segment"):
+        for method in insp.heatmap_methods(model):
+            shown, index = insp.heatmap(model, picture, method=method)
+            assert shown.size == model.shown(picture).size and hook_count(model.model) == own
+            assert 0 <= index < len(insp.heatmap_classes(model))
+        assert hook_count(model.model) == own == (0 if task == "classify" else own)
     else:
-        with pytest.raises(InspectError, match=f"classify runs; this is a {task} run"):
+        assert insp.heatmap_methods(model) == []
+        with pytest.raises(InspectError, match=f"this {task} model outputs pictures, not classes"):
             insp.heatmap(model, picture)

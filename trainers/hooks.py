@@ -64,8 +64,11 @@ def _store_output(hook, module, inputs, output):
     hook.stored = output.detach()
 
 
-def _store_grad(hook, module, grad_input, grad_output):
-    hook.stored = grad_output[0].detach()
+def _store_grad_when_it_comes(hook, module, inputs, output):
+    if isinstance(output, torch.Tensor) and output.requires_grad:
+        def store(grad):
+            hook.stored = grad.detach()
+        output.register_hook(store)  # lives on this forward's graph only, freed with it
 
 
 def hook_output(module: nn.Module) -> Hook:
@@ -74,8 +77,12 @@ def hook_output(module: nn.Module) -> Hook:
 
 
 def hook_output_grad(module: nn.Module) -> Hook:
-    """`with hook_output_grad(layer) as h: loss.backward()` -> h.stored is d loss / d output."""
-    return Hook(module, _store_grad, backward=True)
+    """`with hook_output_grad(layer) as h: loss.backward()` -> h.stored is d loss / d output,
+    summed over every path that uses the output. A forward hook puts a gradient hook on the
+    output tensor itself: a full backward hook only sees the gradient that flows back through
+    the module's call, and misses other users of the output, such as a U-Net's skip connections,
+    which read it through a forward hook of their own (up to 99% of the gradient there)."""
+    return Hook(module, _store_grad_when_it_comes)
 
 
 @contextmanager

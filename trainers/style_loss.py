@@ -9,6 +9,8 @@ with Gram matrices scaled by C*H*W (trainers.losses.gram_matrix), so a style ima
 size still compares. Default weights (1 and 1e6) are those of PyTorch's neural-style tutorial,
 whose Gram matrices are scaled the same way. Images come in [0, 1] and are ImageNet-normalised here.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,9 @@ class StyleLoss(nn.Module):
         for p in self.features.parameters():
             p.requires_grad_(False)
         self.content_weight, self.style_weight = float(content_weight), float(style_weight)
+        # A dtype to run the VGG in under autocast (Gatys sets bf16 where the hardware has it);
+        # Gram matrices and losses stay float32 either way.
+        self.autocast_dtype = None
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         with torch.no_grad():
@@ -63,12 +68,17 @@ class StyleLoss(nn.Module):
     def activations(self, x, ids):
         x = (x.float() - self.mean) / self.std
         found, last = {}, max(ids)
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in ids:
-                found[i] = x
-            if i == last:
-                break
+        # No dtype of its own: leave any caller's autocast (the Learner's, for style networks) alone.
+        with (torch.autocast(x.device.type, dtype=self.autocast_dtype) if self.autocast_dtype is not None
+              else contextlib.nullcontext()):
+            for i, layer in enumerate(self.features):
+                x = layer(x)
+                if i in ids:
+                    found[i] = x
+                if i == last:  # nothing deeper is used: stop the forward here
+                    break
+        if self.autocast_dtype is not None:  # Gram matrices of bf16 activations would lose too much
+            return [found[i].float() for i in ids]
         return [found[i] for i in ids]
 
     def forward(self, image, content):

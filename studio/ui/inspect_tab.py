@@ -1,8 +1,9 @@
 """The Inspect tab: look inside a finished run's checkpoint.
 
-Summary, activation statistics over training, CAM / Grad-CAM and feature maps on a picture,
-and for classifiers the confusion matrix, most-confused pairs and top losses. The work is in
-studio/inspect.py; this module wires it to components."""
+Summary, activation statistics over training and feature maps on a picture for every run;
+CAM, Grad-CAM and Layer-CAM where the model has class scores (classify, segment); for
+classifiers the confusion matrix, most-confused pairs and top losses. Parts a run cannot have
+are hidden when it is opened. The work is in studio/inspect.py; this module wires it to components."""
 import gradio as gr
 
 from studio import inspect as insp
@@ -47,15 +48,15 @@ def build(ctx):
         result = gr.Image(type="pil", label="Heatmap", height=260, interactive=False)
         features = gr.Image(type="pil", label="Strongest feature maps", height=260, interactive=False)
     with gr.Row():
-        method = gr.Radio(["Grad-CAM", "CAM"], value="Grad-CAM", label="Method")
+        method = gr.Radio(["Grad-CAM", "Layer-CAM", "CAM"], value="Grad-CAM", label="Method")
         target = gr.Dropdown(label="Class (empty: the predicted one)", choices=[])
-        layer = gr.Dropdown(label="Layer (Grad-CAM, feature maps)", choices=[])
+        layer = gr.Dropdown(label="Layer (Grad-CAM, Layer-CAM, feature maps)", choices=[])
         opacity = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
     with gr.Row():
         heat_button = gr.Button("Heatmap", variant="primary")
         features_button = gr.Button("Feature maps")
     heat_note = gr.Markdown()
-    with gr.Accordion("Classifier: confusion matrix, most confused, top losses", open=False):
+    with gr.Accordion("Classifier: confusion matrix, most confused, top losses", open=False) as classifier_views:
         validate_button = gr.Button("Run on the validation set")
         confusion = gr.Plot(label="Confusion matrix")
         confused = gr.Dataframe(headers=["actual", "predicted", "count"], label="Most confused")
@@ -69,9 +70,16 @@ def build(ctx):
         default = insp.default_layer(loaded.model) if layers else None
         lines, hist, stat_layers = insp.activation_figures(ctx.workspace.run_dir(run_id))
         note = "" if lines else "This run recorded no activation statistics (runs from before this feature, or switched off)."
-        classes = loaded.classes if loaded.task == "classify" else []
+        methods = insp.heatmap_methods(loaded)
+        heat_text = ("" if methods else f"A {loaded.task} model outputs pictures, not class scores: it has no heatmap. "
+                     "Its feature maps are shown for any layer.")
         return (insp.model_summary(loaded), gr.update(choices=stat_layers, value=stat_layers[-1] if stat_layers else None),
-                lines, hist, note, gr.update(choices=classes, value=None), gr.update(choices=layers, value=default))
+                lines, hist, note,
+                gr.update(choices=insp.heatmap_classes(loaded), value=None, visible=bool(methods)),
+                gr.update(choices=layers, value=default),
+                gr.update(choices=methods or ["Grad-CAM"], value="Grad-CAM", visible=bool(methods)),
+                gr.update(visible=bool(methods)), gr.update(visible=bool(methods)), None, heat_text,
+                gr.update(visible=insp.is_classifier(loaded)))
 
     @user_errors
     def on_stats_layer(run_id, name):
@@ -81,7 +89,8 @@ def build(ctx):
         return lines, hist
 
     def _class_index(loaded, name):
-        return loaded.classes.index(name) if name and name in loaded.classes else None
+        names = insp.heatmap_classes(loaded)
+        return names.index(name) if name and name in names else None
 
     @user_errors
     def on_heatmap(run_id, image, how, name, layer_name, alpha):
@@ -90,7 +99,8 @@ def build(ctx):
             raise gr.Error("Upload a picture first.", print_exception=False)
         picture, index = insp.heatmap(loaded, image, how, _class_index(loaded, name), layer_name or None, alpha)
         where = "the body's last activations" if how == "CAM" else f"layer {layer_name or insp.default_layer(loaded.model)}"
-        return picture, f"{how} for **{loaded.classes[index]}** on {where}."
+        region = "" if insp.is_classifier(loaded) else " over the pixels predicted as it"
+        return picture, f"{how} for **{insp.heatmap_classes(loaded)[index]}**{region} on {where}."
 
     @user_errors
     def on_features(run_id, image, layer_name):
@@ -108,7 +118,8 @@ def build(ctx):
         return insp.confusion_figure(cm, loaded.classes), pairs, insp.top_losses_grid(loaded, found)
 
     refresh.click(lambda: gr.update(choices=finished_runs(ctx)), outputs=run)
-    open_button.click(on_open, run, [summary, stats_layer, stats_lines, stats_hist, stats_note, target, layer])
+    open_button.click(on_open, run, [summary, stats_layer, stats_lines, stats_hist, stats_note, target, layer,
+                                     method, opacity, heat_button, result, heat_note, classifier_views])
     stats_layer.change(on_stats_layer, [run, stats_layer], [stats_lines, stats_hist])
     heat_button.click(on_heatmap, [run, picture, method, target, layer, opacity], [result, heat_note])
     features_button.click(on_features, [run, picture, layer], features)

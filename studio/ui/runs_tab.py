@@ -47,6 +47,16 @@ def run_choices(records, kind=None) -> list:
     return [(f"{r['name']} · {r['id']} ({r['status']})", r["id"]) for r in records if kind is None or r["kind"] == kind]
 
 
+def grid_run_choices(records, samples_of) -> list:
+    """The training runs that have sample grids to compare, each labelled with how many epochs it has."""
+    choices = []
+    for r in records:
+        count = len(samples_of(r["id"])) if r["kind"] == "train" else 0
+        if count:
+            choices.append((f"{r['name']} · {r['id']} ({count} epoch{'s' if count != 1 else ''})", r["id"]))
+    return choices
+
+
 def run_details(record) -> str:
     if record is None:
         return "Choose a run (click its row in the table, or pick it here)."
@@ -93,7 +103,7 @@ def build(ctx):
             gif = gr.File(label="Animation of the sample grids", interactive=False)
     with gr.Accordion("Compare sample grids of runs", open=False):
         with gr.Row():
-            grid_runs = gr.Dropdown(run_choices(records, "train"), multiselect=True, max_choices=MAX_RUNS,
+            grid_runs = gr.Dropdown(grid_run_choices(records, store.samples), multiselect=True, max_choices=MAX_RUNS,
                                     label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3)
             grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch", scale=2)
         grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
@@ -108,9 +118,10 @@ def build(ctx):
         if not force and signature == current:
             return (gr.skip(),) * 6
         chosen_record = next((r for r in records if r["id"] == rid), None)
-        trained = run_choices(records, "train")  # both pickers of runs to compare offer the same runs
-        return (runs_frame(records), gr.update(choices=trained), gr.update(choices=run_choices(records)), signature,
-                run_details(chosen_record) if rid else gr.skip(), gr.update(choices=trained))
+        return (runs_frame(records), gr.update(choices=run_choices(records, "train")),
+                gr.update(choices=run_choices(records)), signature,
+                run_details(chosen_record) if rid else gr.skip(),
+                gr.update(choices=grid_run_choices(records, store.samples)))
 
     table_outputs = [table, compare, chosen, shown, details, grid_runs]
     timer.tick(table_update, [shown, chosen], table_outputs, api_visibility="private", show_progress="hidden")

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
+from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, write_checkpoint
 from ..data import open_rgb
 from ..device import pick_device
 from ..errors import ConfigError
@@ -188,11 +188,19 @@ class _PixelRun:
                 "metrics": dict(self.epoch_metrics), **self.extra_state, **(extra or {})}
 
     def save(self, path, extra=None):
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save(self.state(extra), tmp)
-        tmp.replace(path)
+        write_checkpoint(self.state(extra), path)
+
+
+def gatys_autocast_dtype(device: torch.device):
+    """bf16 for the VGG passes where the hardware computes it natively (a CUDA GPU with bf16, or a
+    CPU whose oneDNN has bf16 kernels, e.g. AVX512-BF16 or AMX), else None (float32). Gatys is
+    all VGG forward and backward, so this halves a CPU step (bench/gatys_speed.py); a CPU without
+    native bf16 would emulate it and be slower, hence the check."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
+    return None
 
 
 def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict:
@@ -203,6 +211,7 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict
     torch.manual_seed(config.seed)
     content = load_image(_content_path(config), config.image_size, "content").to(device)[None]
     loss_fn = style_loss(config, s, device, config.image_size)
+    loss_fn.autocast_dtype = gatys_autocast_dtype(device) if config.mixed_precision else None
     loss_fn.fix_content(content)
     init = config.extra.get("init", "content")
     if init not in ("content", "noise"):
@@ -246,7 +255,8 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict
                   "higher_is_better": False, "lr": s["pixel_lr"], "task": "style", "world_size": 1})
     report.status("running")
     report.log(f"style (Gatys) on {device}: {s['steps']} steps of Adam on the pixels (lr {s['pixel_lr']}), "
-               f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}")
+               f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}, VGG in "
+               f"{str(loss_fn.autocast_dtype or torch.float32).removeprefix('torch.')}")
     for run.epoch in range(done, config.epochs):
         began = time.perf_counter()
         run.batches = per_frame[run.epoch]
