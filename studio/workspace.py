@@ -30,7 +30,7 @@ class Workspace:
     @classmethod
     def open(cls, root=None):
         ws = cls(root or os.environ.get("DARKROOM_WORKSPACE") or "~/.darkroom")
-        for d in (ws.datasets_dir, ws.runs_dir, ws.store_dir, ws.tmp_dir):
+        for d in (ws.datasets_dir, ws.runs_dir, ws.store_dir, ws.tmp_dir, ws.uploads_dir):
             d.mkdir(parents=True, exist_ok=True)
         return ws
 
@@ -50,6 +50,11 @@ class Workspace:
     def tmp_dir(self) -> Path:
         """Builders assemble here, then rename into place (same filesystem, so atomic)."""
         return self.root / "tmp"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Single pictures a run names (a style image, a content photo), checked and kept as PNG."""
+        return self.root / "uploads"
 
     def dataset_dir(self, name: str) -> Path:
         return self.datasets_dir / check_name(name, "dataset name")

@@ -21,8 +21,8 @@ LOSS_POINTS = """() => {
 
 
 @pytest.fixture(scope="module")
-def studio(tmp_path_factory):
-    root = tmp_path_factory.mktemp("browser") / "workspace"
+def studio(module_tmp):
+    root = module_tmp / "workspace"
     write_tiny_dataset(root)
     studio = Studio(root, root.parent / "studio.log")
     yield studio
@@ -88,3 +88,34 @@ def test_a_long_run_stops_from_the_page(page):
     page.locator("#train-status [data-status=stopped]").wait_for(timeout=60_000)
     assert "epoch" in status_text(page)
     assert not stop.is_enabled()
+
+
+def choose_task(page, name):
+    page.locator("#train-task input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+
+
+def test_each_task_brings_its_defaults_and_its_own_settings(page):
+    """A GAN's learning rate is its task's own (blank, 1e-4) with no finder; a style run asks for
+    its style image, and Gatys for a content photo and steps; back to classify, all as before."""
+    lr = page.locator("#train-lr textarea, #train-lr input").first
+    choose_task(page, "gan")
+    page.locator("#train-generator-run").wait_for(state="visible")
+    page.wait_for_function("() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
+                           " return e && e.value === ''; }")
+    assert page.get_by_role("button", name="Find learning rate").is_hidden()
+    choose_task(page, "wgan")
+    page.wait_for_function("() => document.querySelector('#train-generator-run') === null || "
+                           "document.querySelector('#train-generator-run').offsetParent === null")
+    assert page.get_by_label("Image size", exact=True).input_value() == "64"
+    choose_task(page, "style")
+    page.locator("#train-style-image").wait_for(state="visible")
+    assert page.locator("#train-content-image").is_hidden()
+    page.get_by_label("Optimise one picture (Gatys): a short job, no network").check()
+    page.locator("#train-content-image").wait_for(state="visible")
+    choose_task(page, "classify")
+    page.locator("#train-style-image").wait_for(state="hidden")
+    page.wait_for_function("() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
+                           " return e && e.value === '0.003'; }")
+    assert page.get_by_label("Image size", exact=True).input_value() == "128" and lr.is_visible()
+    assert page.get_by_role("button", name="Find learning rate").is_visible()

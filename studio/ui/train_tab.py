@@ -17,6 +17,7 @@ from studio.datasets.errors import DatasetError
 from studio.datasets.manifest import dataset_names, read_manifest
 from studio.store import ENDED
 
+from . import task_options
 from .context import user_errors
 
 TICK_S = 1.5
@@ -25,12 +26,13 @@ ACTIVE = ("queued", "running")
 # All the studio's tasks; the trainers say which ones this version can train.
 TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
 TASK_FOR_KIND = {"classify": "classify", "segment": "segment", "restore": "restore", "images": "wgan"}
+# The GANs: lr null is their own default rate (their loops have no one-cycle, no LR finder).
+OWN_LR_TASKS = ("gan", "wgan")
 ARCHS = ("resnet18", "resnet34", "resnet50")
 
 
 class SettingsError(ValueError):
-    """A setting typed in the form that cannot become a config (the trainers check the rest;
-    importing them here would load torch before the page could open)."""
+    """A setting typed in the form that cannot become a config (the trainers check the rest)."""
 PRETRAINED_INFO = ("ImageNet weights through torchvision. They are downloaded once into TORCH_HOME; "
                    "offline, a run that asks for them fails at once and names the file and the folder to put it in.")
 
@@ -85,15 +87,37 @@ def _whole(value, label):
 
 
 def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed) -> dict:
+                mixed_precision, seed, *options) -> dict:
+    """The config for the form's values; `options` are task_options' inputs (gan and style)."""
     if not dataset:
         raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
-    return {
-        "task": task or "classify", "data": dataset, "arch": arch or "resnet18", "pretrained": bool(pretrained),
+    task = task or "classify"
+    config = {
+        "task": task, "data": dataset, "arch": arch or "resnet18", "pretrained": bool(pretrained),
         "image_size": _whole(image_size, "Image size"), "batch_size": _whole(batch_size, "Batch size"),
         "epochs": _whole(epochs, "Epochs"), "lr": parse_lr(lr), "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
         "mixed_precision": bool(mixed_precision), "seed": _whole(seed, "Seed"),
     }
+    extra = task_options.task_extra(task, *options) if options else {}
+    if extra:
+        config["extra"] = extra
+    return config
+
+
+def lr_info(task) -> str:
+    if task in OWN_LR_TASKS:
+        return "Blank: the task's own default (1e-4 for the GANs), not the finder; GANs want a low rate."
+    return "Blank: the learning-rate finder chooses at the start of the run."
+
+
+def task_settings(task):
+    """The form's fields reset to what a run of `task` starts from (RunConfig.defaults_for)."""
+    from trainers.config import RunConfig  # torch is loaded by the studio already (Try, Inspect)
+
+    d = RunConfig.defaults_for(task or "classify")
+    lr = "" if d["lr"] is None else f"{d['lr']:g}"
+    return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=lr_info(task)),
+            d["freeze_epochs"], gr.update(visible=task not in OWN_LR_TASKS))
 
 
 # --------------------------------------------------------------------------- showing a run
@@ -200,28 +224,30 @@ def build(ctx):
                                       info="A dataset of this workspace (the Data tab builds new ones).")
                 refresh = gr.Button("↻", scale=0, min_width=40, size="sm")
             about = gr.Markdown(dataset_summary(ws, first))
-            task = gr.Dropdown(TASKS, value=task_for_dataset(ws, first) or "classify", label="Task",
+            first_task = task_for_dataset(ws, first) or "classify"
+            start_size, start_batch, start_epochs, start_lr, start_freeze, _ = task_settings(first_task)
+            task = gr.Dropdown(TASKS, value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
             arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
                                info="ResNet body; bigger is slower and needs more data.")
             pretrained = gr.Checkbox(False, label="Pretrained weights", info=PRETRAINED_INFO)
             with gr.Row():
-                image_size = gr.Number(128, label="Image size", precision=0, minimum=16, maximum=2048,
+                image_size = gr.Number(start_size, label="Image size", precision=0, minimum=16, maximum=2048,
                                        info="Pixels per side.")
-                batch_size = gr.Number(32, label="Batch size", precision=0, minimum=1,
+                batch_size = gr.Number(start_batch, label="Batch size", precision=0, minimum=1,
                                        info="Images per step; lower it if memory runs out.")
             with gr.Row():
-                epochs = gr.Number(3, label="Epochs", precision=0, minimum=1, info="Passes over the training set.")
-                freeze_epochs = gr.Number(1, label="Frozen epochs", precision=0, minimum=0,
+                epochs = gr.Number(start_epochs, label="Epochs", precision=0, minimum=1, info="Passes over the training set.")
+                freeze_epochs = gr.Number(start_freeze, label="Frozen epochs", precision=0, minimum=0,
                                           info="With pretrained weights: train the head alone first.")
-            lr = gr.Textbox("0.003", label="Learning rate", elem_id="train-lr",
-                            info="Blank: the learning-rate finder chooses at the start of the run.")
+            lr = gr.Textbox(start_lr["value"], label="Learning rate", elem_id="train-lr", info=lr_info(first_task))
             with gr.Row():
                 mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
+            options = task_options.build(ctx, dataset, task)
             run_name = gr.Textbox("", label="Run name (optional)")
             with gr.Row():
-                find_lr = gr.Button("Find learning rate")
+                find_lr = gr.Button("Find learning rate", visible=first_task not in OWN_LR_TASKS)
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
             lr_status = gr.Markdown("", elem_id="train-lr-status")
             lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
@@ -243,7 +269,7 @@ def build(ctx):
     timer = gr.Timer(TICK_S)
     lr_timer = gr.Timer(TICK_S, active=False)
     settings = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed]
+                mixed_precision, seed, *options.inputs]
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
 
     # --- dataset and task ---
@@ -252,11 +278,20 @@ def build(ctx):
         value = current if current in choices else (choices[0] if choices else None)
         return gr.update(choices=choices, value=value)
 
-    def on_dataset(name):
-        return dataset_summary(ws, name), gr.update(value=task_for_dataset(ws, name) or gr.skip())
+    defaults_view = [image_size, batch_size, epochs, lr, freeze_epochs, find_lr]
+
+    def on_dataset(name, current):
+        """A dataset of another kind switches the task, and the form to that task's defaults;
+        the same task keeps what the user typed."""
+        new = task_for_dataset(ws, name)
+        if not new or new == current:
+            return dataset_summary(ws, name), gr.skip(), *(gr.skip(),) * len(defaults_view)
+        return dataset_summary(ws, name), new, *task_settings(new)
 
     refresh.click(refresh_datasets, dataset, dataset, api_visibility="private")
-    dataset.change(on_dataset, dataset, [about, task], api_visibility="private")
+    # .input: the user's choice only; a task set by on_dataset brings its defaults itself.
+    task.input(task_settings, task, defaults_view, api_visibility="private")
+    dataset.change(on_dataset, [dataset, task], [about, task, *defaults_view], api_visibility="private")
 
     # --- start and follow ---
     @user_errors

@@ -1,0 +1,36 @@
+"""Single pictures uploaded for a run's settings (a style image, a Gatys content photo).
+
+An upload is opened the way a dataset builder opens a picture (studio.datasets.safe_io: corrupt,
+mislabelled and decompression-bomb files are refused with a sentence), made RGB and upright, and
+kept in the workspace's uploads/ folder as PNG under its content's hash: the same picture
+uploaded twice is one file, and a run's config can name it, since jobs only accept paths
+inside the workspace.
+"""
+import hashlib
+from pathlib import Path
+
+from studio.datasets.safe_io import IMAGE_EXTS, MAX_PIXELS, open_image, save_png
+
+UPLOAD_PIXELS = 25_000_000  # a style or content picture is resized to image_size anyway
+
+
+def keep_picture(workspace, source, max_pixels: int = UPLOAD_PIXELS) -> Path:
+    """Check the picture at `source` and keep it in uploads/; its path there. Raises
+    studio.datasets.errors.DatasetError (UnreadableImage) with the reason when it is refused."""
+    im = open_image(source, max_pixels=min(max_pixels, MAX_PIXELS))
+    digest = hashlib.sha256(im.tobytes() + repr(im.size).encode()).hexdigest()[:16]
+    target = workspace.uploads_dir / f"{digest}.png"
+    if not target.is_file():
+        workspace.uploads_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".tmp")
+        save_png(im, tmp)
+        tmp.replace(target)
+    return target
+
+
+def pictures(folder) -> list:
+    """The pictures directly in, or under, a folder (sorted), for choosing one in a form."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())

@@ -1,0 +1,109 @@
+"""The Train tab for every task: a task's own defaults fill the form, a gan chooses its generator
+among the restore runs, a style run its style image (from the dataset or uploaded: hostile
+uploads refused, the rest kept in the workspace), and what the form makes is a config the
+jobs accept."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio import uploads
+from studio.datasets.errors import DatasetError
+from studio.datasets.samples import install_samples
+from studio.ui import task_options, train_tab
+from studio.ui.context import StudioContext
+from trainers import ConfigError
+
+
+@pytest.fixture
+def ctx(tmp_path):
+    ctx = StudioContext.open(tmp_path / "workspace")
+    install_samples(ctx.workspace)
+    yield ctx
+    ctx.store.close()
+
+
+def form(task, dataset="photos", **changes):
+    """The Train tab's values for `task` as the tab shows them after choosing it."""
+    size, batch, epochs, lr, freeze, _ = train_tab.task_settings(task)
+    values = dict(dataset=dataset, task=task, arch="resnet18", pretrained=False, image_size=size, batch_size=batch,
+                  epochs=epochs, lr=lr["value"], freeze_epochs=freeze, mixed_precision=True, seed=42,
+                  generator_run=None, style_mode="network", style_image=None, content_image=None, steps=100)
+    values.update(changes)
+    return list(values.values())
+
+
+def test_choosing_a_task_shows_its_own_defaults():
+    size, batch, epochs, lr, freeze, finder = train_tab.task_settings("classify")
+    assert (size, batch, epochs, lr["value"]) == (128, 32, 3, "0.003") and finder["visible"]
+    size, _, _, lr, _, finder = train_tab.task_settings("wgan")
+    assert size == 64 and lr["value"] == "" and "task's own default" in lr["info"] and not finder["visible"]
+    assert train_tab.task_settings("gan")[3]["value"] == ""  # 1e-4 in the task, not 3e-3
+
+
+def test_a_gan_needs_a_restore_run_and_lists_only_those_with_a_checkpoint(ctx):
+    with pytest.raises(task_options.OptionsError, match="choose one under 'Generator'"):
+        train_tab.make_config(*form("gan", dataset="photos"))
+    restore = ctx.store.create_run({"task": "restore", "data": "photos"}, name="clean-up")
+    ctx.store.create_run({"task": "classify", "data": "digits"})
+    assert task_options.generator_runs(ctx.store, ctx.workspace) == []  # queued, no checkpoint yet
+    ctx.store.transition(restore["id"], "running")
+    ctx.store.transition(restore["id"], "completed")
+    (ctx.workspace.run_dir(restore["id"]) / "checkpoints").mkdir(parents=True)
+    (ctx.workspace.run_dir(restore["id"]) / "checkpoints" / "best.pt").write_bytes(b"")
+    runs = task_options.generator_runs(ctx.store, ctx.workspace)
+    assert [value for _, value in runs] == [restore["id"]] and "clean-up" in runs[0][0]
+    config = train_tab.make_config(*form("gan", generator_run=restore["id"]))
+    assert config["extra"] == {"generator_run": restore["id"]} and config["lr"] is None
+
+
+def test_a_style_run_from_the_form_is_a_config_the_jobs_accept(ctx):
+    pictures = task_options.picture_choices(ctx.workspace, "photos")
+    labels = [label for label, _ in pictures]
+    assert "photos/hubble_deep_field.png" in labels
+    hubble = dict(pictures)["photos/hubble_deep_field.png"]
+    with pytest.raises(task_options.OptionsError, match="Choose the style image"):
+        train_tab.make_config(*form("style"))
+    config = train_tab.make_config(*form("style", style_image=hubble, style_mode="gatys", steps="20"))
+    assert config["extra"] == {"mode": "gatys", "style_image": hubble, "steps": 20}
+    checked = ctx.jobs._checked(config)  # what submit validates: paths inside the workspace, settings
+    assert checked["extra"]["style_image"] == hubble and checked["task"] == "style"
+    with pytest.raises(task_options.OptionsError, match="'Steps' must be a whole number"):
+        train_tab.make_config(*form("style", style_image=hubble, style_mode="gatys", steps="2.5"))
+    outside = str(ctx.workspace.root.parent / "elsewhere.png")
+    with pytest.raises(ConfigError, match="inside the workspace"):
+        ctx.jobs._checked(train_tab.make_config(*form("style", style_image=outside)))
+
+
+def test_an_uploaded_style_image_is_checked_and_kept_in_the_workspace_once(ctx, tmp_path):
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 200, 128  # a wrong mode for a style image: made RGB on white
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "style.png")
+    kept = uploads.keep_picture(ctx.workspace, tmp_path / "style.png")
+    assert ctx.workspace.contains(kept) and kept.parent == ctx.workspace.uploads_dir
+    with Image.open(kept) as im:
+        assert im.mode == "RGB" and im.size == (40, 30)
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "again.png")
+    assert uploads.keep_picture(ctx.workspace, tmp_path / "again.png") == kept  # same picture, one file
+    assert ("uploaded · " + kept.name, str(kept)) in task_options.picture_choices(ctx.workspace, "photos")
+    ctx.jobs._checked(train_tab.make_config(*form("style", style_image=str(kept))))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not a picture"), "is not an image"),
+    (lambda p: p.write_bytes(_png(64)[:200]), "damaged or truncated"),
+    (lambda p: Image.new("1", (6000, 5000)).save(p), "over the limit"),
+], ids=["text", "truncated", "oversized"])
+def test_hostile_uploads_are_refused_and_nothing_is_kept(ctx, tmp_path, make, message):
+    path = tmp_path / "upload.png"
+    make(path)
+    with pytest.raises(DatasetError, match=message):
+        uploads.keep_picture(ctx.workspace, path)
+    assert not any(ctx.workspace.uploads_dir.iterdir())
+
+
+def _png(size):
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
