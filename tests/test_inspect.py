@@ -101,7 +101,7 @@ def test_tabs_build_and_try_predicts(ctx):
                 tab.build(ctx)
     assert [c[1] for c in inspect_tab.finished_runs(ctx)] == [ctx.run_id]
     loaded = load_checkpoint(ctx.workspace.run_dir(ctx.run_id))
-    top, picture, note = try_tab.predict(loaded, Image.new("RGB", (32, 32), (40, 40, 200)), k=2)
+    top, picture, note = try_tab.classify_view(loaded, Image.new("RGB", (32, 32), (40, 40, 200)), 2)
     assert len(top) == 2 and abs(sum(top.values()) - 1) < 1 and picture.size == (32, 32) and "Grad-CAM" in note
 
 

@@ -64,21 +64,6 @@ def stylise_view(loaded, image):
     return loaded.stylise(image)
 
 
-def predict(loaded, image, k: int = 3, opacity: float = 0.5) -> tuple:
-    """-> (label dict or None, one picture, note) for one picture: a single-output summary of the
-    views above, for callers that want one answer per picture."""
-    if loaded.task == "classify":
-        return classify_view(loaded, image, k)
-    if loaded.task == "segment":
-        picture, _ = segment_view(loaded, image, opacity)
-        return None, picture, ", ".join(loaded.info["codes"])
-    if loaded.task in ("restore", "gan"):
-        return None, before_after_view(loaded, image)[1], "Before | after."
-    if loaded.task == "style":
-        return None, stylise_view(loaded, image), "Stylised."
-    raise ValueError(f"A {loaded.task} model does not take a picture: use generate_view.")
-
-
 def shown_for(task: str) -> dict:
     """Which inputs and output groups a task uses (the rest are hidden)."""
     return {"picture": task != "wgan", "k": task == "classify", "opacity": task == "segment",
