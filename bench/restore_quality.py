@@ -3,8 +3,9 @@
 Builds (crappy, clean) pairs from the bundled photos with the studio's crappify builder
 (studio/datasets/crappify.py) into a temporary dataset with an explicit split: the held-out
 photos sit in valid/ and the model never sees them. Each training photo is crappified
---variants times (the builder seeds each copy by its name, so the copies differ). Then trains
-`restore` with RunConfig's defaults (plus any --set overrides) and prints the output PSNR next
+--variants times (16 by default; the builder seeds each copy by its name, so the copies differ,
+and more distinct damage per photo is more to learn from). Then trains `restore` with its default
+settings (the task's defaults over RunConfig's, plus any --set overrides) and prints the output PSNR next
 to the input's on the held-out photos: the run's own validation (centre crops of image_size)
 and the whole held-out photos through best.pt.
 
@@ -88,7 +89,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=sorted(MODES), default="restore")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--variants", type=int, default=4, help="crappified copies of each training photo")
+    ap.add_argument("--variants", type=int, default=16, help="crappified copies of each training photo")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a default, e.g. --set epochs=6 (for exploring; the benchmark uses none)")

