@@ -48,7 +48,7 @@ def test_style_loss_is_zero_for_its_own_content_and_style(vgg_home):
 
 
 def test_bf16_vgg_passes_keep_the_loss_and_its_gradient(vgg_home):
-    """Gatys runs the VGG in bf16 where the hardware has it: the value and the pixel gradient it
+    """Gatys runs the VGG in bf16 on a CUDA GPU that has it: the value and the pixel gradient it
     follows must stay those of float32, within bf16's precision."""
     torch.manual_seed(0)
     style, content = torch.rand(3, 64, 64), torch.rand(1, 3, 64, 64)

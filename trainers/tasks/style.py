@@ -192,14 +192,11 @@ class _PixelRun:
 
 
 def gatys_autocast_dtype(device: torch.device):
-    """bf16 for the VGG passes where the hardware computes it natively (a CUDA GPU with bf16, or a
-    CPU whose oneDNN has bf16 kernels, e.g. AVX512-BF16 or AMX), else None (float32). Gatys is
-    all VGG forward and backward, so this halves a CPU step (bench/gatys_speed.py); a CPU without
-    native bf16 would emulate it and be slower, hence the check."""
+    """bf16 for the VGG passes on a CUDA GPU that has it, else None (float32). Not on CPUs: even
+    with AVX512-BF16 (oneDNN says bf16 is supported) a 256 px step took 1.57 times as long in
+    bf16 as in float32 here (bench/gatys_speed.py --both)."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu":
-        return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
     return None
 
 
