@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state, write_checkpoint
+from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state
 from .errors import ConfigError
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
@@ -313,9 +313,6 @@ class GANTrainer(CallbackHost):
         self.switcher.load_state_dict(state["switcher"])
         self.gen_loss, self.critic_loss = state["losses"]["generator"], state["losses"]["critic"]
         set_rng_state(state["rng"])
-
-    def save(self, path, extra=None):
-        write_checkpoint(self.state(extra), path)
 
 
 class BatchLosses(Callback):

@@ -4,14 +4,13 @@ Every hook here is a context manager that removes itself on exit, also when the 
 so an inspection never leaves a hook behind on the model. `ActivationStats` is the callback
 that records per-layer statistics while a model trains, kept with the run.
 """
-import os
 from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .callbacks import Callback
+from .callbacks import Callback, write_checkpoint
 
 
 class Hook:
@@ -199,10 +198,7 @@ class ActivationStats(Callback):
                 "epoch": torch.tensor([r["epoch"] for r in self.rows]),
                 "batch": torch.tensor([r["batch"] for r in self.rows]),
                 **{k: torch.stack([r[k] for r in self.rows]) for k in ("mean", "std", "near_zero", "hist")}}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        torch.save(data, tmp)
-        tmp.replace(self.path)
+        write_checkpoint(data, self.path)
 
 
 def load_activation_stats(path) -> dict | None:

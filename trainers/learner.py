@@ -11,7 +11,7 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state, write_checkpoint
+from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state
 
 
 class Learner(CallbackHost):
@@ -247,9 +247,6 @@ class Learner(CallbackHost):
             **self.extra_state,
             **(extra or {}),
         }
-
-    def save(self, path, extra=None):
-        write_checkpoint(self.state(extra), path)
 
 
 def suggest_lr(lrs, losses) -> float:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, write_checkpoint
+from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
 from ..data import open_rgb
 from ..device import pick_device
 from ..errors import ConfigError
@@ -186,9 +186,6 @@ class _PixelRun:
     def state(self, extra=None):
         return {"image": self.image.detach().cpu(), "optimizer": self.opt.state_dict(), "epoch": self.epoch + 1,
                 "metrics": dict(self.epoch_metrics), **self.extra_state, **(extra or {})}
-
-    def save(self, path, extra=None):
-        write_checkpoint(self.state(extra), path)
 
 
 def gatys_autocast_dtype(device: torch.device):
