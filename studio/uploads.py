@@ -9,7 +9,7 @@ inside the workspace.
 import hashlib
 from pathlib import Path
 
-from studio.datasets.safe_io import IMAGE_EXTS, MAX_PIXELS, open_image, save_png
+from studio.datasets.safe_io import MAX_PIXELS, open_image, save_png
 
 UPLOAD_PIXELS = 25_000_000  # a style or content picture is resized to image_size anyway
 
@@ -26,11 +26,3 @@ def keep_picture(workspace, source, max_pixels: int = UPLOAD_PIXELS) -> Path:
         save_png(im, tmp)
         tmp.replace(target)
     return target
-
-
-def pictures(folder) -> list:
-    """The pictures directly in, or under, a folder (sorted), for choosing one in a form."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())

@@ -12,6 +12,7 @@ import gradio as gr
 
 from studio import uploads
 from studio.datasets.errors import DatasetError
+from studio.datasets.sources import image_files
 
 from .context import user_errors
 
@@ -38,14 +39,14 @@ def generator_runs(store, workspace) -> list:
 
 def picture_choices(workspace, dataset) -> list:
     """(label, path) of the pictures uploaded for runs, then those of the chosen dataset."""
-    found = [(f"uploaded · {p.name}", str(p)) for p in uploads.pictures(workspace.uploads_dir)]
+    found = [(f"uploaded · {p.name}", str(p)) for p in image_files(workspace.uploads_dir)]
     if dataset:
         try:
             folder = workspace.dataset_dir(dataset)
         except ValueError:
             folder = None
         if folder is not None:
-            found += [(f"{dataset}/{p.relative_to(folder).as_posix()}", str(p)) for p in uploads.pictures(folder)]
+            found += [(f"{dataset}/{p.relative_to(folder).as_posix()}", str(p)) for p in image_files(folder)]
     return found
 
 
