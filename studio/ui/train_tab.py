@@ -26,8 +26,6 @@ ACTIVE = ("queued", "running")
 # All the studio's tasks; the trainers say which ones this version can train.
 TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
 TASK_FOR_KIND = {"classify": "classify", "segment": "segment", "restore": "restore", "images": "wgan"}
-# The GANs: lr null is their own default rate (their loops have no one-cycle, no LR finder).
-OWN_LR_TASKS = ("gan", "wgan")
 ARCHS = ("resnet18", "resnet34", "resnet50")
 
 
@@ -104,20 +102,18 @@ def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs,
     return config
 
 
-def lr_info(task) -> str:
-    if task in OWN_LR_TASKS:
-        return "Blank: the task's own default (1e-4 for the GANs), not the finder; GANs want a low rate."
-    return "Blank: the learning-rate finder chooses at the start of the run."
-
-
 def task_settings(task):
-    """The form's fields reset to what a run of `task` starts from (RunConfig.defaults_for)."""
+    """The form's fields reset to what a run of `task` starts from (RunConfig.defaults_for). A
+    task whose default lr is null (the GANs) has a rate of its own: no one-cycle, no LR finder."""
     from trainers.config import RunConfig  # torch is loaded by the studio already (Try, Inspect)
 
     d = RunConfig.defaults_for(task or "classify")
-    lr = "" if d["lr"] is None else f"{d['lr']:g}"
-    return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=lr_info(task)),
-            d["freeze_epochs"], gr.update(visible=task not in OWN_LR_TASKS))
+    own_rate = d["lr"] is None
+    info = ("Blank: the task's own default (1e-4 for the GANs), not the finder; GANs want a low rate." if own_rate
+            else "Blank: the learning-rate finder chooses at the start of the run.")
+    lr = "" if own_rate else f"{d['lr']:g}"
+    return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=info),
+            d["freeze_epochs"], gr.update(visible=not own_rate))
 
 
 # --------------------------------------------------------------------------- showing a run
@@ -225,7 +221,7 @@ def build(ctx):
                 refresh = gr.Button("↻", scale=0, min_width=40, size="sm")
             about = gr.Markdown(dataset_summary(ws, first))
             first_task = task_for_dataset(ws, first) or "classify"
-            start_size, start_batch, start_epochs, start_lr, start_freeze, _ = task_settings(first_task)
+            start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
             task = gr.Dropdown(TASKS, value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
             arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
@@ -240,14 +236,14 @@ def build(ctx):
                 epochs = gr.Number(start_epochs, label="Epochs", precision=0, minimum=1, info="Passes over the training set.")
                 freeze_epochs = gr.Number(start_freeze, label="Frozen epochs", precision=0, minimum=0,
                                           info="With pretrained weights: train the head alone first.")
-            lr = gr.Textbox(start_lr["value"], label="Learning rate", elem_id="train-lr", info=lr_info(first_task))
+            lr = gr.Textbox(start_lr["value"], label="Learning rate", elem_id="train-lr", info=start_lr["info"])
             with gr.Row():
                 mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
             options = task_options.build(ctx, dataset, task)
             run_name = gr.Textbox("", label="Run name (optional)")
             with gr.Row():
-                find_lr = gr.Button("Find learning rate", visible=first_task not in OWN_LR_TASKS)
+                find_lr = gr.Button("Find learning rate", visible=start_finder["visible"])
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
             lr_status = gr.Markdown("", elem_id="train-lr-status")
             lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
