@@ -168,3 +168,23 @@ def test_feature_loss_is_zero_for_identical_images_and_grows_with_difference(tmp
     pred = clean.clone().requires_grad_(True)
     loss((pred + 0.1).clamp(0, 1), clean).backward()
     assert pred.grad.abs().sum() > 0 and all(p.grad is None for p in loss.features.parameters())
+
+
+def test_group_norm_unet_has_no_batch_statistics_and_answers_alike_in_train_and_eval_mode():
+    """norm="group" (restore from scratch): no batch norm left, encoder included, so eval mode
+    uses the same per-image statistics as training; zero-initialised norms stay zero, so the
+    residual blocks still start as identities."""
+    torch.manual_seed(0)
+    model = UNet("resnet18", n_out=3, norm="group", self_attention=True, image_residual=((0.5,) * 3, (0.25,) * 3))
+    assert not [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert [m for m in model.encoder.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert model.final.convs[1][1].weight.abs().sum() == 0
+    x = torch.randn(2, 3, 37, 45)
+    with torch.no_grad():
+        train_out = model.train()(x)
+        eval_out = model.eval()(x)
+        alone = model(x[:1])  # one image's answer does not depend on the others in its batch
+    assert train_out.shape == (2, 3, 37, 45)
+    assert torch.allclose(train_out, eval_out, atol=1e-5) and torch.allclose(alone, eval_out[:1], atol=1e-5)
+    with pytest.raises(ValueError, match="norm"):
+        UNet("resnet18", n_out=3, norm="instance")
