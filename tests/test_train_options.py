@@ -36,8 +36,10 @@ def test_choosing_a_task_shows_its_own_defaults():
     size, batch, epochs, lr, freeze, finder = train_tab.task_settings("classify")
     assert (size, batch, epochs, lr["value"]) == (128, 32, 3, "0.003") and finder["visible"]
     size, _, _, lr, _, finder = train_tab.task_settings("wgan")
-    assert size == 64 and lr["value"] == "" and "task's own default" in lr["info"] and not finder["visible"]
-    assert train_tab.task_settings("gan")[3]["value"] == ""  # 1e-4 in the task, not 3e-3
+    assert size == 64 and lr["value"] == "" and not finder["visible"]
+    assert "0.0001 with the gradient penalty, 5e-05 with weight clipping" in lr["info"]  # the task's own rates
+    gan_lr = train_tab.task_settings("gan")[3]
+    assert gan_lr["value"] == "" and "(0.0001)" in gan_lr["info"]  # 1e-4 in the task, not 3e-3
 
 
 def test_a_gan_needs_a_restore_run_and_lists_only_those_with_a_checkpoint(ctx):

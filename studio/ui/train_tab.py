@@ -106,11 +106,12 @@ def task_settings(task):
     """The form's fields reset to what a run of `task` starts from (RunConfig.defaults_for). A
     task whose default lr is null (the GANs) has a rate of its own: no one-cycle, no LR finder."""
     from trainers.config import RunConfig  # torch is loaded by the studio already (Try, Inspect)
+    from trainers.tasks import get_task
 
     d = RunConfig.defaults_for(task or "classify")
     own_rate = d["lr"] is None
-    info = ("Blank: the task's own default (1e-4 for the GANs), not the finder; GANs want a low rate." if own_rate
-            else "Blank: the learning-rate finder chooses at the start of the run.")
+    info = (f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
+            if own_rate else "Blank: the learning-rate finder chooses at the start of the run.")
     lr = "" if own_rate else f"{d['lr']:g}"
     return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=info),
             d["freeze_epochs"], gr.update(visible=not own_rate))

@@ -25,6 +25,8 @@ class Task:
     # Settings this task starts from where a config leaves them out; RunConfig's field defaults
     # fill the rest (a GAN wants a far lower lr than a classifier, for instance).
     defaults: dict = {}
+    # Where defaults leave lr null: the rate the task uses instead, in words for a form's hint.
+    own_lr = ""
 
     def validate(self, config) -> None:
         """Raise ConfigError when the data cannot feed this task."""

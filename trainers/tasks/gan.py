@@ -96,6 +96,7 @@ class RestorationGAN(Task):
     name = "gan"
     default_monitor = "psnr"
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
+    own_lr = f"{DEFAULT_LR:g}"
 
     def validate(self, config):
         _settings(config)

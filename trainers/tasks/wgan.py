@@ -40,6 +40,7 @@ class WGAN(Task):
     default_monitor = "epoch"
     # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
     defaults = {"lr": None, "image_size": 64}
+    own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
 
     def settings(self, config) -> dict:
         constraint = config.extra.get("constraint", "penalty")
