@@ -58,14 +58,12 @@ def build_pairs(root: Path, params: CrappifyParams, variants: int) -> tuple:
 def whole_photo_psnr(run: Path, data: Path) -> tuple:
     """Mean PSNR of best.pt's output and of the baseline over the whole held-out photos."""
     from trainers.image_metrics import psnr
-    from trainers.models.unet import UNet
+    from trainers.tasks.restore import checkpoint_unet_settings, restore_unet
     from trainers.paired_data import RestorePairs, scan_pairs
 
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
     config, info = ckpt["config"], ckpt["info"]
-    extra = config["extra"]
-    model = UNet(config["arch"], n_out=3, scale=info["scale"], blur=extra.get("blur", True),
-                 self_attention=extra.get("self_attention", True), image_residual=(info["mean"], info["std"]))
+    model = restore_unet(config["arch"], info["scale"], info["mean"], info["std"], checkpoint_unet_settings(config, info))
     model.load_state_dict(ckpt["model"])
     model.eval()
     _, valid = scan_pairs(data, "crappy", "clean", 0.2, 0)

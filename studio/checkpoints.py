@@ -136,20 +136,15 @@ def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
     extra = config.get("extra") or {}
     if task == "classify":
         return ResNetClassifier(arch, len(info["classes"]), pretrained=False)
-    if task in ("segment", "restore"):
+    if task == "segment":
         from trainers.models.unet import UNet
-        if task == "segment":
-            return UNet(arch, n_out=len(info["codes"]), pretrained=False, blur=extra.get("blur", False),
-                        self_attention=extra.get("self_attention", False))
-        return UNet(arch, n_out=3, pretrained=False, scale=int(info.get("scale", 1)), blur=extra.get("blur", True),
-                    self_attention=extra.get("self_attention", True),
-                    image_residual=(tuple(info["mean"]), tuple(info["std"])))
-    if task == "gan":  # the generator is the restore run's U-Net; its settings travel in info
-        from trainers.models.unet import UNet
-        unet = info.get("unet") or {}
-        return UNet(info.get("arch", arch), n_out=3, pretrained=False, scale=int(info.get("scale", 1)),
-                    blur=unet.get("blur", True), self_attention=unet.get("self_attention", True),
-                    image_residual=(tuple(info["mean"]), tuple(info["std"])))
+        return UNet(arch, n_out=len(info["codes"]), pretrained=False, blur=extra.get("blur", False),
+                    self_attention=extra.get("self_attention", False))
+    if task in ("restore", "gan"):  # a gan's generator is its restore run's U-Net; info["unet"] says how
+        from trainers.tasks.restore import checkpoint_unet_settings, restore_unet
+        settings = checkpoint_unet_settings(config if task == "restore" else {}, info)
+        return restore_unet(info.get("arch", arch) if task == "gan" else arch, int(info.get("scale", 1)),
+                            info["mean"], info["std"], settings)
     if task == "wgan":
         from trainers.models.gan import Generator
         return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))

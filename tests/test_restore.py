@@ -200,3 +200,31 @@ def test_restore_defaults_give_a_from_scratch_run_enough_steps():
     assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 8, 3e-3, 128)
     assert RunConfig.from_dict({"task": "restore", "batch_size": 32}).batch_size == 32
     assert RunConfig.from_dict({"task": "classify"}).batch_size == 32
+
+
+def test_from_scratch_restore_uses_group_norm_and_its_checkpoint_rebuilds_the_same_network(tmp_path):
+    """A from-scratch run builds its U-Net with group norm and says so in info["unet"], which
+    the studio's loader follows; a pretrained encoder with group norm is refused; a run saved
+    before info["unet"] existed loads as the batch-norm network it was."""
+    from studio.checkpoints import build_model
+    from trainers import RunConfig
+    from trainers.errors import ConfigError
+
+    data = write_pairs(tmp_path / "pairs", n=8)
+    run = tmp_path / "run"
+    fit(restore_config(data, epochs=1, batch_size=4), run)
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    assert ckpt["info"]["unet"] == {"blur": True, "self_attention": True, "norm": "group"}
+    model = build_model("restore", ckpt["config"], ckpt["info"])
+    model.load_state_dict(ckpt["model"])  # strict: the same layers, group norms included
+    assert any(isinstance(m, torch.nn.GroupNorm) for m in model.modules())
+
+    old_info = {k: v for k, v in ckpt["info"].items() if k != "unet"}
+    old = build_model("restore", ckpt["config"], old_info)
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in old.modules())
+
+    with pytest.raises(ConfigError, match="group"):
+        RunConfig.from_dict(restore_config(data, batch_size=4, pretrained=True, extra={"norm": "group"})).validate()
+    with pytest.raises(ConfigError, match="norm"):
+        RunConfig.from_dict(restore_config(data, batch_size=4, extra={"norm": "layer"})).validate()
+

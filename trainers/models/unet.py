@@ -207,7 +207,10 @@ class UNet(nn.Module):
             # (upscaled) input, and an Adam step moves the gate by about one learning rate. A
             # zero-initialised head instead moved every one of its weights by a learning rate at
             # once, and the correction by lr x (its ~100 input channels): 0.1 to 0.3 on a 0-1
-            # image after a single step, far past the few hundredths the damage needs.
+            # image after a single step, far past the few hundredths the damage needs. The restore
+            # task starts differently (trainers/tasks/restore.py, open_correction): in a whole
+            # run the gate at 0 was a saddle that never opened, and its one-cycle warm-up keeps
+            # the first steps of an open gate small.
             self.residual_gate = Gate()
         # Batch norm's running statistics are what eval mode uses. With torch's momentum of
         # 0.1 a short run (a few dozen steps, as on a CPU) leaves 0.9**steps of their initial
@@ -220,10 +223,10 @@ class UNet(nn.Module):
                 module.momentum = bn_momentum
         # Group norm normalises each image by its own statistics, in training as in eval mode.
         # Restoration from scratch needs it: batch norm's population statistics, gathered over
-        # a few photos, did not fit photos of other content, and held-out photos came out worse
-        # than their input in eval mode (-1.1 dB after 300 steps) while the same weights with
-        # each image's own statistics gained (+0.34 dB); with group norm the run gained from
-        # step to step (docs/BENCHMARKS.md). Group norm is computed for the whole picture, so a
+        # a few photos, did not fit photos of other content: after 300 steps, held-out 128 px
+        # crops scored -0.2 dB against their input in eval mode and +0.34 dB with the same
+        # weights normalising each crop by its own statistics (whole photos: -1.1 dB in eval
+        # mode). With group norm the held-out gain grew from step to step (docs/BENCHMARKS.md). Group norm is computed for the whole picture, so a
         # network trained on small crops sees a little shift on a whole photo.
         self.norm = norm
         if norm == "group":

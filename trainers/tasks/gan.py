@@ -26,11 +26,10 @@ from ..gan_loop import (FixedSwitcher, GANParts, GANTrainer, RestorationObjectiv
 from ..image_metrics import psnr, ssim
 from ..data import read_manifest
 from ..models.gan import Critic
-from ..models.unet import UNet
 from ..paired_data import RestorePairs, read_scale, scan_pairs
 from . import register
 from .base import Task
-from .restore import LOSSES, _sampler, choose_loss
+from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_unet
 from .wgan import extra_number, own_loop_only
 
 SWITCHERS = ("threshold", "fixed")
@@ -125,9 +124,8 @@ class RestorationGAN(Task):
         info = checkpoint.get("info", {})
         mean, std, scale = info["mean"], info["std"], info.get("scale", 1)
         torch.manual_seed(config.seed)
-        generator = UNet(restore_config.arch, n_out=3, pretrained=False, scale=scale,
-                         blur=restore_config.extra.get("blur", True),
-                         self_attention=restore_config.extra.get("self_attention", True), image_residual=(mean, std))
+        unet = checkpoint_unet_settings({"extra": restore_config.extra}, info)
+        generator = restore_unet(restore_config.arch, scale, mean, std, unet)
         generator.load_state_dict(checkpoint["model"])
         critic = Critic(config.image_size, s["critic_width"], spectral=True, self_attention=s["critic_self_attention"])
 
@@ -154,8 +152,7 @@ class RestorationGAN(Task):
         info = {**info, "generator_run": str(config.extra["generator_run"]), "start_psnr": start["psnr"],
                 "content_loss": note, "train_count": len(train), "valid_count": len(valid),
                 "image_size": config.image_size, "arch": restore_config.arch,
-                "unet": {"blur": restore_config.extra.get("blur", True),
-                         "self_attention": restore_config.extra.get("self_attention", True)}}
+                "unet": unet}
         parts = GANParts(trainer, _sampler(valid_ds, config.sample_count, config.seed, device),
                          monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
                          critic_pretrain_epochs=s["critic_pretrain_epochs"],

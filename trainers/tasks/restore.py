@@ -14,7 +14,7 @@ from ..errors import ConfigError, WeightsUnavailable
 from ..grid import captioned, side_by_side, to_pil
 from ..image_metrics import PSNR, SSIM, InputPSNR, InputSSIM, psnr
 from ..losses import FeatureLoss, PixelL1
-from ..models.unet import UNet
+from ..models.unet import NORMS, UNet
 from ..models.vgg_features import pretrained_vgg_features, vgg_weights_present
 from ..models.weights import weights_file
 from ..data import read_manifest
@@ -39,6 +39,31 @@ def open_correction(model, gain=1.0):
         nn.init.zeros_(model.head.weight)
         nn.init.zeros_(model.head.bias)
     return model
+
+
+def unet_settings(config) -> dict:
+    """The U-Net's shape as this run builds it. info["unet"] keeps it, so a checkpoint's loader
+    (Try, the gan task, benchmarks) rebuilds the same network. A from-scratch encoder uses
+    group norm (UNet's comment says why); a pretrained one keeps the batch norm it learnt with."""
+    extra = config.extra
+    return {"blur": bool(extra.get("blur", True)), "self_attention": bool(extra.get("self_attention", True)),
+            "norm": extra.get("norm") or ("batch" if config.pretrained else "group")}
+
+
+def restore_unet(arch, scale, mean, std, settings=None, pretrained=False) -> UNet:
+    """The restore network from unet_settings(). Runs saved before info["unet"] existed pass
+    their config's extra (blur, self_attention) and get batch norm, which they were trained with."""
+    s = {"blur": True, "self_attention": True, "norm": "batch", **(settings or {})}
+    return UNet(arch, n_out=3, pretrained=pretrained, scale=scale, blur=s["blur"],
+                self_attention=s["self_attention"], norm=s["norm"], image_residual=(tuple(mean), tuple(std)))
+
+
+def checkpoint_unet_settings(config: dict, info: dict) -> dict:
+    """unet_settings of a saved run: its info["unet"], else what its config's extra says."""
+    if info.get("unet"):
+        return dict(info["unet"])
+    extra = config.get("extra") or {}
+    return {k: extra[k] for k in ("blur", "self_attention") if k in extra}
 
 
 def choose_loss(choice):
@@ -70,6 +95,12 @@ class Restore(Task):
         choice = config.extra.get("loss")
         if choice is not None and choice not in LOSSES:
             raise ConfigError(f"'extra.loss' must be \"feature\" or \"pixel\" (or left out), not {choice!r}.")
+        norm = config.extra.get("norm")
+        if norm is not None and norm not in NORMS:
+            raise ConfigError(f"'extra.norm' must be \"batch\" or \"group\" (or left out), not {norm!r}.")
+        if norm == "group" and config.pretrained:
+            raise ConfigError("'extra.norm' \"group\" needs an encoder trained from scratch: a pretrained "
+                              "encoder learnt its weights with batch norm. Turn pretrained off, or leave norm out.")
 
     def build(self, config, device) -> TaskParts:
         scale = read_scale(config.data)
@@ -79,10 +110,8 @@ class Restore(Task):
         size = config.image_size
         train_ds = RestorePairs(train, scale, size, mean, std, train=True, augment=config.augment, flip=flip)
         valid_ds = RestorePairs(valid, scale, size, mean, std)
-        model = UNet(config.arch, n_out=3, pretrained=config.pretrained, scale=scale,
-                     blur=config.extra.get("blur", True), self_attention=config.extra.get("self_attention", True),
-                     image_residual=(mean, std))
-        open_correction(model)
+        settings = unet_settings(config)
+        model = open_correction(restore_unet(config.arch, scale, mean, std, settings, config.pretrained))
         loss, loss_note = choose_loss(config.extra.get("loss"))
         loss = loss.to(device)
         metrics = [PSNR(), SSIM(), InputPSNR(), InputSSIM()]
@@ -92,8 +121,8 @@ class Restore(Task):
             model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss, metrics=metrics,
             monitor=monitor, higher_is_better=higher,
             sample_fn=_sampler(valid_ds, config.sample_count, config.seed, device),
-            info={"scale": scale, "loss": loss_note, "mean": list(mean), "std": list(std), "image_size": size,
-                  "train_count": len(train), "valid_count": len(valid)},
+            info={"scale": scale, "loss": loss_note, "unet": settings, "mean": list(mean), "std": list(std),
+                  "image_size": size, "train_count": len(train), "valid_count": len(valid)},
         )
 
 
