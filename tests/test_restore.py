@@ -228,3 +228,18 @@ def test_from_scratch_restore_uses_group_norm_and_its_checkpoint_rebuilds_the_sa
     with pytest.raises(ConfigError, match="norm"):
         RunConfig.from_dict(restore_config(data, batch_size=4, extra={"norm": "layer"})).validate()
 
+
+def test_validation_scores_the_largest_centre_crop_every_held_out_picture_holds(tmp_path):
+    """Restore validates on crops up to valid_side, as large as the smallest held-out picture
+    allows and never smaller than the training crops; training crops keep the training size."""
+    data = write_pairs(tmp_path / "pairs", n=8, size=40)
+    train, valid = scan_pairs(data, "crappy", "clean", 0.25, 0)
+    stats = ((0.5,) * 3, (0.25,) * 3)
+    assert RestorePairs(valid, 1, 16, *stats, valid_side=256)[0][0].shape == (3, 40, 40)
+    assert RestorePairs(valid, 1, 16, *stats, valid_side=24)[0][0].shape == (3, 24, 24)
+    assert RestorePairs(valid, 1, 16, *stats)[0][0].shape == (3, 16, 16)  # the gan task's validation
+    assert RestorePairs(train, 1, 16, *stats, train=True, valid_side=256)[0][0].shape == (3, 16, 16)
+    grown = RestorePairs(valid, 1, 16, *stats, valid_side=256)
+    grown.set_size(48)  # a progressive stage beyond the pictures: scaled up to fit, as before
+    x, target = grown[0]
+    assert x.shape == (3, 48, 48) and target.shape == (2, 3, 48, 48)

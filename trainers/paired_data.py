@@ -166,22 +166,43 @@ class SegmentPairs(_Cached):
         return x.as_subclass(torch.Tensor), mask[0].as_subclass(torch.Tensor).long()
 
 
+def smallest_side(paths) -> int:
+    """The shortest side among these pictures, read from their headers (nothing decoded)."""
+    sides = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                sides.append(min(im.size))
+        except Exception:  # an unreadable file is reported when it is loaded
+            continue
+    return min(sides, default=0)
+
+
 class RestorePairs(_Cached):
     """(normalised crappy input (3,S/N,S/N), target (2,3,S,S) = [clean, baseline] in [0, 1]).
 
     The baseline (crappy input, bicubic-upscaled when N > 1) travels with the target so the
-    validation pass can score it next to the model: input_psnr and input_ssim."""
+    validation pass can score it next to the model: input_psnr and input_ssim.
 
-    def __init__(self, items, scale, size, mean, std, train=False, augment=True, flip=True):
+    valid_side: validation crops are as large as every validation picture allows, up to this
+    side, and never smaller than the training crops. Three held-out photos cut to 64 px centre
+    crops (restore's training size) were 3% of their pixels, and that PSNR moved by 0.1-0.2 dB
+    from epoch to epoch, enough to keep the wrong epoch as best.pt."""
+
+    def __init__(self, items, scale, size, mean, std, train=False, augment=True, flip=True, valid_side=0):
         super().__init__(items)
         self.scale, self.mean, self.std = scale, tuple(mean), tuple(std)
         self.train, self.augment, self.flip = train, augment, flip
+        self.valid_side = 0
+        if valid_side and not train:
+            side = min(valid_side, smallest_side(clean for _, clean in self.items))
+            self.valid_side = side - side % scale
         self.set_size(size)
 
     def set_size(self, size: int):
         if size % self.scale:
             raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
-        self.size = size
+        self.size = max(size, self.valid_side)
 
     def _load(self, i):
         crappy, clean = (_rgb_tensor(p) for p in self.items[i])

@@ -24,6 +24,7 @@ from .base import Task, TaskParts
 from .segment import check_unet_config, input_stats
 
 LOSSES = ("feature", "pixel")
+VALID_SIDE = 256  # validation crops up to this side (RestorePairs says why)
 
 
 def open_correction(model, gain=1.0):
@@ -109,7 +110,7 @@ class Restore(Task):
         mean, std = input_stats(config, [p for p, _ in train])
         size = config.image_size
         train_ds = RestorePairs(train, scale, size, mean, std, train=True, augment=config.augment, flip=flip)
-        valid_ds = RestorePairs(valid, scale, size, mean, std)
+        valid_ds = RestorePairs(valid, scale, size, mean, std, valid_side=VALID_SIDE)
         settings = unet_settings(config)
         model = open_correction(restore_unet(config.arch, scale, mean, std, settings, config.pretrained))
         loss, loss_note = choose_loss(config.extra.get("loss"))
