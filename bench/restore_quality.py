@@ -3,10 +3,10 @@
 Builds (crappy, clean) pairs from the bundled photos with the studio's crappify builder
 (studio/datasets/crappify.py) into a temporary dataset with an explicit split: the held-out
 photos sit in valid/ and the model never sees them. Each training photo is crappified
---variants times (16 by default; the builder seeds each copy by its name, so the copies differ,
+--variants times (40 by default; the builder seeds each copy by its name, so the copies differ,
 and more distinct damage per photo is more to learn from). Then trains `restore` with its default
 settings (the task's defaults over RunConfig's, plus any --set overrides) and prints the output PSNR next
-to the input's on the held-out photos: the run's own validation (centre crops of image_size)
+to the input's on the held-out photos: the run's own validation (centre crops up to 256 px)
 and the whole held-out photos through best.pt.
 
     python bench/restore_quality.py [--mode restore|sr2] [--seed 42] [--set KEY=JSON ...]
@@ -81,13 +81,22 @@ def whole_photo_psnr(run: Path, data: Path) -> tuple:
     return sum(outs) / len(outs), sum(ins) / len(ins)
 
 
+def valid_side(data: Path, scale: int, size: int) -> int:
+    """The side of the run's validation crops (restore validates on crops up to VALID_SIDE)."""
+    from trainers.paired_data import RestorePairs, scan_pairs
+    from trainers.tasks.restore import VALID_SIDE
+
+    _, valid = scan_pairs(data, "crappy", "clean", 0.2, 0)
+    return RestorePairs(valid, scale, size, (0.5,) * 3, (0.25,) * 3, valid_side=VALID_SIDE).size
+
+
 def main():
     from trainers import RunConfig, fit
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--mode", choices=sorted(MODES), default="restore")
     ap.add_argument("--seed", type=int, default=42)
-    ap.add_argument("--variants", type=int, default=16, help="crappified copies of each training photo")
+    ap.add_argument("--variants", type=int, default=40, help="crappified copies of each training photo")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                     help="override a default, e.g. --set epochs=6 (for exploring; the benchmark uses none)")
@@ -110,7 +119,8 @@ def main():
     changed = ", ".join(f"{k}={json.dumps(v)}" for k, v in overrides.items()) or "defaults"
     print(f"{args.mode} resnet18 from scratch ({changed}), seed {args.seed}, held-out photos {', '.join(held_out)}")
     print(f"  loss: {loss}")
-    print(f"  last epoch, centre crops {config.image_size} px: output PSNR {last['psnr']:.2f} dB vs {baseline} "
+    side = valid_side(data, scale, config.image_size)
+    print(f"  last epoch, centre crops {side} px: output PSNR {last['psnr']:.2f} dB vs {baseline} "
           f"{last['input_psnr']:.2f} dB (gain {last['psnr'] - last['input_psnr']:+.2f} dB); "
           f"SSIM {last['ssim']:.3f} vs {last['input_ssim']:.3f}")
     print(f"  best.pt, whole held-out photos: output PSNR {out_psnr:.2f} dB vs {baseline} {in_psnr:.2f} dB "

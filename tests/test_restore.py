@@ -197,7 +197,7 @@ def test_restore_defaults_give_a_from_scratch_run_enough_steps():
     from trainers import RunConfig
 
     config = RunConfig.from_dict({"task": "restore"})
-    assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 8, 3e-3, 128)
+    assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 16, 3e-3, 64)
     assert RunConfig.from_dict({"task": "restore", "batch_size": 32}).batch_size == 32
     assert RunConfig.from_dict({"task": "classify"}).batch_size == 32
 

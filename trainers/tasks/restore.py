@@ -85,9 +85,11 @@ def choose_loss(choice):
 class Restore(Task):
     name = "restore"
     default_monitor = "psnr"
-    # Trained from scratch, a U-Net needs optimiser steps more than big batches: RunConfig's
-    # batch of 32 gave one step per epoch on a few dozen pairs (3 steps in a default run).
-    defaults = {"batch_size": 8, "epochs": 8}
+    # Trained from scratch, a U-Net needs optimiser steps more than big pictures: 64 px crops
+    # cost a quarter of 128 px ones, and more, smaller steps gained more on held-out photos in
+    # the same time (docs/BENCHMARKS.md). RunConfig's batch of 32 gave one step an epoch on a
+    # few dozen pairs.
+    defaults = {"image_size": 64, "batch_size": 8, "epochs": 16}
 
     def validate(self, config):
         scale = read_scale(config.data)
