@@ -226,9 +226,9 @@ class UNet(nn.Module):
         # a few photos, did not fit photos of other content: after 300 steps, held-out 128 px
         # crops scored -0.2 dB against their input in eval mode and +0.34 dB with the same
         # weights normalising each crop by its own statistics (whole photos: -1.1 dB in eval
-        # mode). With group norm the held-out gain grew from step to step (docs/BENCHMARKS.md). Group norm is computed for the whole picture, so a
-        # network trained on small crops sees a little shift on a whole photo.
-        self.norm = norm
+        # mode). With group norm the held-out gain grew from step to step (docs/BENCHMARKS.md).
+        # Group norm is computed over the whole picture, so a network trained on small crops
+        # sees a little shift on a whole photo.
         if norm == "group":
             to_group_norm(self)
 
