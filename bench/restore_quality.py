@@ -63,7 +63,8 @@ def whole_photo_psnr(run: Path, data: Path) -> tuple:
 
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
     config, info = ckpt["config"], ckpt["info"]
-    model = restore_unet(config["arch"], info["scale"], info["mean"], info["std"], checkpoint_unet_settings(config, info))
+    model = restore_unet(config["arch"], info["scale"], info["mean"], info["std"],
+                         checkpoint_unet_settings(info, config["extra"]))
     model.load_state_dict(ckpt["model"])
     model.eval()
     _, valid = scan_pairs(data, "crappy", "clean", 0.2, 0)

@@ -142,9 +142,8 @@ def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
                     self_attention=extra.get("self_attention", False))
     if task in ("restore", "gan"):  # a gan's generator is its restore run's U-Net; info["unet"] says how
         from trainers.tasks.restore import checkpoint_unet_settings, restore_unet
-        settings = checkpoint_unet_settings(config if task == "restore" else {}, info)
-        return restore_unet(info.get("arch", arch) if task == "gan" else arch, int(info.get("scale", 1)),
-                            info["mean"], info["std"], settings)
+        return restore_unet(info.get("arch", arch), int(info.get("scale", 1)), info["mean"], info["std"],
+                            checkpoint_unet_settings(info, extra))
     if task == "wgan":
         from trainers.models.gan import Generator
         return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))

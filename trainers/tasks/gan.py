@@ -124,7 +124,7 @@ class RestorationGAN(Task):
         info = checkpoint.get("info", {})
         mean, std, scale = info["mean"], info["std"], info.get("scale", 1)
         torch.manual_seed(config.seed)
-        unet = checkpoint_unet_settings({"extra": restore_config.extra}, info)
+        unet = checkpoint_unet_settings(info, restore_config.extra)
         generator = restore_unet(restore_config.arch, scale, mean, std, unet)
         generator.load_state_dict(checkpoint["model"])
         critic = Critic(config.image_size, s["critic_width"], spectral=True, self_attention=s["critic_self_attention"])

@@ -59,12 +59,11 @@ def restore_unet(arch, scale, mean, std, settings=None, pretrained=False) -> UNe
                 self_attention=s["self_attention"], norm=s["norm"], image_residual=(tuple(mean), tuple(std)))
 
 
-def checkpoint_unet_settings(config: dict, info: dict) -> dict:
+def checkpoint_unet_settings(info: dict, extra: dict) -> dict:
     """unet_settings of a saved run: its info["unet"], else what its config's extra says."""
     if info.get("unet"):
         return dict(info["unet"])
-    extra = config.get("extra") or {}
-    return {k: extra[k] for k in ("blur", "self_attention") if k in extra}
+    return {k: extra[k] for k in ("blur", "self_attention") if k in (extra or {})}
 
 
 def choose_loss(choice):
