@@ -109,3 +109,17 @@ def _png(size):
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)).save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_form_says_whether_weights_are_here_and_where_a_file_goes(tmp_path, monkeypatch):
+    from conftest import write_fake_weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    note = train_tab.weights_note("resnet34", "auto")
+    assert "No ImageNet weights for resnet34" in note and "from scratch" in note
+    assert "resnet34-" in note and str(tmp_path / "torch" / "hub" / "checkpoints") in note
+    assert "the run stops" in train_tab.weights_note("resnet34", "on")
+    write_fake_weights("resnet34")
+    assert train_tab.weights_note("resnet34", "auto").startswith("✓")
+    assert train_tab.make_config(*form("classify", dataset="digits", pretrained="auto"))["pretrained"] == "auto"
+    assert train_tab.make_config(*form("classify", dataset="digits", pretrained="on"))["pretrained"] is True

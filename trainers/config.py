@@ -27,7 +27,7 @@ class RunConfig:
     task: str = "classify"
     data: str = ""
     arch: str = "resnet18"
-    pretrained: bool = False
+    pretrained: bool | str = "auto"  # "auto": ImageNet weights when present or downloadable, else from scratch
     epochs: int = 3
     lr: float | None = 3e-3
     batch_size: int = 32
@@ -100,7 +100,8 @@ class RunConfig:
         want("task", (str,), "a task name")
         want("data", (str,), "the path of a dataset folder")
         want("arch", (str,), "an architecture name")
-        want("pretrained", (bool,), "true or false")
+        if self.pretrained != "auto":
+            want("pretrained", (bool,), 'true, false or "auto"')
         for name in ("epochs", "batch_size", "image_size", "freeze_epochs", "seed", "num_workers", "sample_count"):
             want(name, (int,), "a whole number")
         if self.lr is not None:
@@ -137,5 +138,23 @@ class RunConfig:
             raise ConfigError("'data' is empty: give the folder of a dataset.")
         if not Path(self.data).is_dir():
             raise ConfigError(f"Dataset folder not found: {self.data}")
-        task.validate(self)
+        # A task checks the weights the run would use, without trying a download here.
+        task.validate(self.with_pretrained(self.pretrained_here()))
         return self
+
+    # --- pretrained weights --------------------------------------------------
+    def pretrained_here(self) -> bool:
+        """Whether the run would start from ImageNet weights, judged from this machine's cache
+        alone ("auto" counts as true only when the weights file is there)."""
+        if self.pretrained != "auto":
+            return self.pretrained
+        from .models.weights import weights_file
+
+        try:
+            return weights_file(self.arch).is_file()
+        except Exception:  # an arch torchvision does not know: validate() names it
+            return False
+
+    def with_pretrained(self, used: bool) -> "RunConfig":
+        """This config with "auto" replaced by what the run actually uses."""
+        return dataclasses.replace(self, pretrained=bool(used))

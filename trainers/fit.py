@@ -17,6 +17,7 @@ from .device import pick_device
 from .errors import ConfigError
 from .hooks import ActivationStats
 from .learner import Learner
+from .models.weights import resolve_pretrained
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
 from .tasks import get_task
@@ -55,6 +56,17 @@ def _set_stage(learner, parts, config, device, ctx, size, batch_size):
 def _as_config(config) -> RunConfig:
     config = RunConfig.from_dict(config) if isinstance(config, dict) else config
     return config.validate()
+
+
+def _resolve_weights(config: RunConfig, checkpoint=None) -> tuple:
+    """(config with pretrained true or false, a sentence saying which weights the run starts from).
+    A resumed run keeps the choice it started with, whatever the cache holds now: its input
+    statistics and phases depend on it."""
+    started = (checkpoint or {}).get("config", {}).get("pretrained")
+    if isinstance(started, bool):
+        return config.with_pretrained(started), f"{config.arch} {'with ImageNet weights' if started else 'from scratch'} (as the run started)"
+    used, note = resolve_pretrained(config.pretrained, config.arch)
+    return config.with_pretrained(used), note
 
 
 def _loaders(parts, config, device, ctx):
@@ -96,8 +108,9 @@ def _build(config, reporter, device, out_dir=None):
 
 def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
     """Run the LR finder for this config (head only when the body is pretrained)."""
-    config = _as_config(config)
+    config, note = _resolve_weights(_as_config(config))
     reporter = reporter or Reporter()
+    reporter.log(note)
     ctx, device, parts, learner = _build(config, reporter, device)
     try:
         if config.pretrained and config.freeze_epochs > 0:
@@ -119,11 +132,13 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
     # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: its
     # own_fit(config) returns that fit (same arguments, same result), or None for the Learner below.
     own_fit = getattr(get_task(config.task), "own_fit", lambda config: None)(config)
-    if own_fit is not None:
-        return own_fit(config, out_dir, reporter=reporter, resume=resume, device=device)
+    if own_fit is not None:  # these loops start no ImageNet body: "auto" is what the cache holds
+        return own_fit(config.with_pretrained(config.pretrained_here()), out_dir, reporter=reporter,
+                       resume=resume, device=device)
     out = Path(out_dir)
     ckpt_dir = out / "checkpoints"
     checkpoint = load_last_checkpoint(out) if resume else None
+    config, weights_note = _resolve_weights(config, checkpoint)
 
     ctx, device, parts, learner = _build(config, reporter, device)
     try:
@@ -168,8 +183,10 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": len(learner.train_dl),
                       "monitor": parts.monitor,
                       "higher_is_better": parts.higher_is_better, "lr": lr, "task": config.task, "world_size": ctx.world,
+                      "pretrained": config.pretrained,
                       **{k: v for k, v in parts.info.items() if k == "classes"}})
         report.status("running")
+        report.log(f"weights: {weights_note}")
         report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
                    f"{parts.info.get('valid_count', '?')} validation items; lr {lr:.2e}")
         if "loss" in parts.info:
@@ -204,7 +221,8 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         epochs_done = learner.epoch + (0 if learner.stop else 1) if learner.epoch_metrics else done_before
         report.status(status)
         return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best,
-                "monitor": parts.monitor, "device": str(device), "lr": lr}
+                "monitor": parts.monitor, "device": str(device), "lr": lr,
+                "pretrained": config.pretrained, "weights": weights_note}
     finally:
         distributed.shutdown()
 

@@ -31,8 +31,26 @@ ARCHS = ("resnet18", "resnet34", "resnet50")
 
 class SettingsError(ValueError):
     """A setting typed in the form that cannot become a config (the trainers check the rest)."""
-PRETRAINED_INFO = ("ImageNet weights through torchvision. They are downloaded once into TORCH_HOME; "
-                   "offline, a run that asks for them fails at once and names the file and the folder to put it in.")
+PRETRAINED_INFO = ("ImageNet weights through torchvision. auto: used when they are on this machine or can be "
+                   "downloaded, else the run trains from scratch and says so; on: the run stops if they are missing.")
+PRETRAINED_CHOICES = [("auto", "auto"), ("on", "on"), ("off", "off")]
+PRETRAINED_VALUES = {"auto": "auto", "on": True, "off": False, True: True, False: False}
+
+
+def weights_note(arch, choice) -> str:
+    """Before Start: whether the chosen architecture's ImageNet weights are here, and where a
+    file goes on a machine without internet."""
+    from trainers.models import weights_status
+
+    if choice == "off":
+        return "Trains from scratch (pretrained off)."
+    s = weights_status(arch or "resnet18")
+    if s["present"]:
+        return f"✓ ImageNet weights for {s['arch']} are on this machine (`{s['file']}`)."
+    then = ("the run stops: download them first" if choice == "on"
+            else "the run tries a download, and trains from scratch if that fails")
+    return (f"No ImageNet weights for {s['arch']} on this machine: {then}. Offline, put "
+            f"[`{s['file']}`]({s['url']}) in `{s['folder']}`.")
 
 
 # --------------------------------------------------------------------------- reading settings
@@ -91,7 +109,8 @@ def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs,
         raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
     task = task or "classify"
     config = {
-        "task": task, "data": dataset, "arch": arch or "resnet18", "pretrained": bool(pretrained),
+        "task": task, "data": dataset, "arch": arch or "resnet18",
+        "pretrained": PRETRAINED_VALUES.get(pretrained, "auto"),
         "image_size": _whole(image_size, "Image size"), "batch_size": _whole(batch_size, "Batch size"),
         "epochs": _whole(epochs, "Epochs"), "lr": parse_lr(lr), "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
         "mixed_precision": bool(mixed_precision), "seed": _whole(seed, "Seed"),
@@ -227,7 +246,9 @@ def build(ctx):
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
             arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
                                info="ResNet body; bigger is slower and needs more data.")
-            pretrained = gr.Checkbox(False, label="Pretrained weights", info=PRETRAINED_INFO)
+            pretrained = gr.Radio(PRETRAINED_CHOICES, value="auto", label="Pretrained weights", info=PRETRAINED_INFO,
+                                  elem_id="train-pretrained")
+            weights = gr.Markdown(weights_note("resnet18", "auto"), elem_id="train-weights")
             with gr.Row():
                 image_size = gr.Number(start_size, label="Image size", precision=0, minimum=16, maximum=2048,
                                        info="Pixels per side.")
@@ -286,6 +307,8 @@ def build(ctx):
         return dataset_summary(ws, name), new, *task_settings(new)
 
     refresh.click(refresh_datasets, dataset, dataset, api_visibility="private")
+    for control in (arch, pretrained):
+        control.change(weights_note, [arch, pretrained], weights, api_visibility="private")
     # .input: the user's choice only; a task set by on_dataset brings its defaults itself.
     task.input(task_settings, task, defaults_view, api_visibility="private")
     dataset.change(on_dataset, [dataset, task], [about, task, *defaults_view], api_visibility="private")
