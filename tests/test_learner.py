@@ -110,3 +110,124 @@ def test_should_stop_ends_between_batches(colour_data):
     learner.add_callbacks([stopper])
     learner.fit_one_cycle(3, 1e-3)
     assert learner.stop and stopper.seen == 2 and learner.epoch == 0
+
+
+class BatchEvents(Callback):
+    """Records the events of one training batch and what the learner holds at each."""
+
+    def __init__(self):
+        self.seen = []
+
+    def _note(self, event):
+        learn = self.learner
+        self.seen.append((event, learn.xb is not None, learn.pred is not None and learn.pred.shape[0] == len(learn.yb)))
+
+    def before_batch(self): self._note("before_batch")
+    def after_loss(self): self._note("after_loss")
+    def before_step(self): self._note("before_step")
+    def after_step(self): self._note("after_step")
+    def after_batch(self): self._note("after_batch")
+
+
+def test_batch_events_fire_in_order_with_the_batch_on_the_learner(colour_data):
+    learner = make_learner(colour_data)
+    rec = BatchEvents()
+    learner.add_callbacks([rec])
+    learner.fit_one_cycle(1, 1e-3)
+    per_batch = ["before_batch", "after_loss", "before_step", "after_step", "after_batch"]
+    assert [e for e, _, _ in rec.seen] == per_batch * learner.batches
+    assert all(has_x for _, has_x, _ in rec.seen)
+    assert all(pred_fits for e, _, pred_fits in rec.seen if e != "before_batch")
+
+
+def test_gradient_clip_bounds_the_norm_the_optimiser_sees(colour_data):
+    from trainers.callbacks import GradientClip
+
+    learner = make_learner(colour_data)
+
+    class Norms(Callback):
+        order = 20  # after GradientClip (order 10)
+        norms = []
+
+        def before_step(self):
+            grads = [p.grad for p in self.learner.model.parameters() if p.grad is not None]
+            self.norms.append(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])).item())
+
+    norms = Norms()
+    learner.add_callbacks([GradientClip(1e-3), norms])
+    learner.fit_one_cycle(1, 1e-3)
+    assert norms.norms and max(norms.norms) <= 1e-3 * 1.01
+
+
+def test_grad_clip_setting_adds_the_callback_and_refuses_nonsense(colour_data):
+    from trainers.callbacks import GradientClip
+    from trainers.errors import ConfigError
+    import pytest
+
+    learner = make_learner(colour_data, grad_clip=0.5)
+    clips = [cb for cb in learner.callbacks if isinstance(cb, GradientClip)]
+    assert len(clips) == 1 and clips[0].max_norm == 0.5
+    assert not any(isinstance(cb, GradientClip) for cb in make_learner(colour_data).callbacks)
+    with pytest.raises(ConfigError, match="grad_clip"):
+        RunConfig.from_dict(tiny_config(colour_data, grad_clip=-1)).validate()
+
+
+def test_cancel_batch_skips_the_step_and_a_handled_error_skips_the_batch(colour_data):
+    from trainers.callbacks import CancelBatch
+
+    learner = make_learner(colour_data)
+    before = {k: v.clone() for k, v in learner.model.state_dict().items()}
+
+    class CancelEvery(Callback):
+        def after_loss(self):
+            raise CancelBatch
+
+    learner.add_callbacks([CancelEvery()])
+    learner.fit_one_cycle(1, 1e-2)
+    after = learner.model.state_dict()
+    weights = [k for k in before if k.endswith("weight")]
+    assert all(torch.equal(before[k], after[k]) for k in weights)  # no step was taken
+
+    learner = make_learner(colour_data)
+
+    class Fails(Callback):
+        handled = 0
+
+        def before_step(self):
+            raise RuntimeError("out of memory (pretend)")
+
+        def on_batch_error(self):
+            if "out of memory" in str(self.learner.error):
+                self.handled += 1
+                self.learner.error = None
+
+    fails = Fails()
+    learner.add_callbacks([fails])
+    learner.fit_one_cycle(1, 1e-2)
+    assert fails.handled == learner.batches
+
+    class Unhandled(Callback):
+        def after_loss(self):
+            raise ValueError("a real bug")
+
+    learner = make_learner(colour_data)
+    learner.add_callbacks([Unhandled()])
+    import pytest
+    with pytest.raises(ValueError, match="a real bug"):
+        learner.fit_one_cycle(1, 1e-2)
+
+
+def test_lr_finder_is_a_callback_on_the_normal_loop(colour_data):
+    from trainers.lr_finder import LRFinder
+
+    learner = make_learner(colour_data)
+    rec = Recorder()
+    learner.add_callbacks([rec])
+    result = learner.lr_find(num=30)
+    # The sweep ran through the loop's batch events, without validation or epoch records ...
+    assert 10 < len(result["lrs"]) <= 30  # 30 steps, fewer when the loss diverges first
+    assert rec.lrs == result["lrs"]
+    assert "before_validate" not in rec.events and "after_epoch" not in rec.events
+    assert rec.events[0] == "before_fit" and rec.events[-1] == "after_fit"
+    # ... and leaves nothing behind.
+    assert not any(isinstance(cb, LRFinder) for cb in learner.callbacks) and learner.opt is None

@@ -1,8 +1,14 @@
-"""Callbacks: small objects the Learner calls at each event of its loop.
+"""Callbacks: small objects the Learner calls at each event of its loop (fastai's design).
 
-Events, in order: before_fit, before_epoch, before_batch, after_batch, before_validate,
-after_validate, after_epoch, after_fit. A callback reads and changes the learner through
-`self.learner`; setting `learner.stop = True` ends the run cleanly between batches.
+Events, in order: before_fit, before_epoch, then for every training batch before_batch,
+after_loss, before_step, after_step, after_batch; then before_validate, after_validate,
+after_epoch; after_fit at the very end. A batch that raises fires on_batch_error first.
+A callback reads and changes the learner through `self.learner`: the batch lives on it
+(`xb`, `yb`, `pred`, `loss`), so a callback may replace the inputs in before_batch (mixup),
+the loss in after_loss, or the gradients in before_step (clipping).
+Control: `learner.stop = True` ends the run cleanly between batches; raising `CancelBatch`
+skips the rest of a batch (no optimiser step); raising `CancelValidate` in before_validate
+skips the epoch's validation and its after_epoch (the LR finder's sweep).
 """
 import os
 import random
@@ -11,8 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-EVENTS = ("before_fit", "before_epoch", "before_batch", "after_batch",
-          "before_validate", "after_validate", "after_epoch", "after_fit")
+EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "before_step", "after_step",
+          "after_batch", "on_batch_error", "before_validate", "after_validate", "after_epoch", "after_fit")
+
+
+class CancelBatch(Exception):
+    """Raised by a callback during a training batch: skip the rest of it, no optimiser step."""
+
+
+class CancelValidate(Exception):
+    """Raised by a callback in before_validate: no validation and no after_epoch this epoch."""
 
 
 class Callback:
@@ -28,6 +42,11 @@ class CallbackHost:
             cb.learner = self
             self.callbacks.append(cb)
         self.callbacks.sort(key=lambda cb: cb.order)
+
+    def remove_callbacks(self, callbacks):
+        for cb in callbacks:
+            self.callbacks.remove(cb)
+            cb.learner = None
 
     def fire(self, event: str):
         assert event in EVENTS, event
@@ -82,6 +101,21 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+class GradientClip(Callback):
+    """Clips the gradients' global norm to `max_norm` before every optimiser step
+    (RunConfig.grad_clip). Under a grad scaler the gradients are unscaled first, so the
+    limit is in the gradients' true units."""
+    order = 10
+
+    def __init__(self, max_norm: float):
+        self.max_norm = max_norm
+
+    def before_step(self):
+        learn = self.learner
+        learn.scaler.unscale_(learn.opt)
+        torch.nn.utils.clip_grad_norm_(learn.model.parameters(), self.max_norm)
 
 
 class SaveCheckpoints(Callback):

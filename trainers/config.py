@@ -38,6 +38,7 @@ class RunConfig:
     num_workers: int = 0
     valid_pct: float = 0.2
     weight_decay: float = 0.01
+    grad_clip: float | None = None
     augment: bool = True
     monitor: str = ""
     sample_count: int = 8
@@ -111,6 +112,9 @@ class RunConfig:
         want("augment", (bool,), "true or false")
         want("valid_pct", (int, float), "a fraction between 0 and 1")
         want("weight_decay", (int, float), "a number")
+        if self.grad_clip is not None:
+            want("grad_clip", (int, float), "a number, or null for no gradient clipping")
+            self.grad_clip = float(self.grad_clip)
         want("monitor", (str,), "a metric name (or empty for the task's default)")
         want("extra", (dict,), "a JSON object")
 
@@ -130,6 +134,8 @@ class RunConfig:
             raise ConfigError("'freeze_epochs' must be 0 or more.")
         if self.lr is not None and not 0 < self.lr < 10:
             raise ConfigError("'lr' must be a positive learning rate below 10 (e.g. 0.003), or null.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ConfigError("'grad_clip' must be a positive gradient norm (e.g. 1.0), or null for no clipping.")
         if not 0 < self.valid_pct < 1:
             raise ConfigError("'valid_pct' must be a fraction between 0 and 1, e.g. 0.2.")
         if self.num_workers < 0:

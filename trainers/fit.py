@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .callbacks import Callback, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
+from .callbacks import Callback, EpochSamples, GradientClip, ReportEvents, SaveCheckpoints, load_last_checkpoint
 from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
@@ -103,6 +103,8 @@ def _build(config, reporter, device, out_dir=None):
         learner.model = torch.nn.parallel.DistributedDataParallel(
             learner.model, device_ids=[device.index] if device.type == "cuda" else None)
         learner.add_callbacks([_SyncStop()])
+    if config.grad_clip is not None:
+        learner.add_callbacks([GradientClip(config.grad_clip)])
     return ctx, device, parts, learner
 
 

@@ -1,9 +1,9 @@
 """The Learner: one training loop, events for callbacks, one-cycle, LR finder, freezing.
 
 Read it top to bottom: `fit_one_cycle` builds the optimiser and schedule, then `_fit`
-runs epochs of `_train_batch` and `validate`, firing events that callbacks hook into.
+runs epochs of `_train_batch` and `validate`, firing events that callbacks hook into
+(callbacks.py lists them). The batch in hand is on the learner: `xb`, `yb`, `pred`, `loss`.
 """
-import copy
 import math
 import time
 from contextlib import nullcontext
@@ -11,7 +11,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 
-from .callbacks import CallbackHost, rng_state, seed_everything, set_rng_state
+from .callbacks import CallbackHost, CancelBatch, CancelValidate, rng_state, seed_everything, set_rng_state
+from .lr_finder import LRFinder
 
 
 class Learner(CallbackHost):
@@ -33,6 +34,7 @@ class Learner(CallbackHost):
         self.opt = self.sched = None
         self.epoch, self.first_epoch, self.phase_epochs = 0, 0, 0
         self.stop = False
+        self.xb = self.yb = self.pred = self.loss = self.error = None  # the batch in hand
         self.epoch_metrics = {}
         self.extra_state = {}  # anything a caller wants stored in checkpoints (e.g. phase)
 
@@ -115,7 +117,11 @@ class Learner(CallbackHost):
                 self._train_epoch()
                 if self.stop:
                     break
-                self.epoch_metrics = {"epoch": self.epoch + 1, "train_loss": self._train_loss, **self.validate()}
+                try:
+                    valid = self.validate()
+                except CancelValidate:
+                    continue
+                self.epoch_metrics = {"epoch": self.epoch + 1, "train_loss": self._train_loss, **valid}
                 self.epoch_metrics["seconds"] = round(time.perf_counter() - self._epoch_start, 3)
                 self.fire("after_epoch")
         finally:
@@ -133,14 +139,51 @@ class Learner(CallbackHost):
         self.batches = len(self.train_dl)
         total, count = torch.zeros((), device=self.device), 0
         for self.batch_index, (xb, yb) in enumerate(self.train_dl):
+            # The batch lives on the learner, so callbacks can read and replace it.
+            self.xb, self.yb = self._to_device(xb, yb)
             self.fire("before_batch")
             if self.stop:
                 break
-            loss = self._train_batch(xb, yb)
-            total += loss.detach() * len(yb)
-            count += len(yb)
+            try:
+                self._train_batch()
+            except CancelBatch:
+                continue
+            total += self.loss.detach() * len(self.yb)
+            count += len(self.yb)
             self.fire("after_batch")
         self._train_loss = (total / max(count, 1)).item()
+
+    def _train_batch(self):
+        try:
+            self._one_step()
+        except CancelBatch:
+            self.opt.zero_grad(set_to_none=True)
+            raise
+        except Exception as error:
+            # A callback may handle a failed batch (out of memory, say) by setting
+            # learner.error = None; the batch is then skipped like a cancelled one.
+            self.error = error
+            self.fire("on_batch_error")
+            if self.error is not None:
+                raise
+            self.opt.zero_grad(set_to_none=True)
+            raise CancelBatch from error
+
+    def _one_step(self):
+        """Forward, loss, backward, step: each stage ends in an event a callback can act on."""
+        self.batch_lr = self.opt.param_groups[-1]["lr"]
+        with self._autocast():
+            self.pred = self.model(self.xb)
+            self.loss = self.loss_fn(self.pred, self.yb)
+        self.fire("after_loss")
+        self.scaler.scale(self.loss).backward()
+        self.fire("before_step")
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.fire("after_step")
+        self.opt.zero_grad(set_to_none=True)
+        if self.sched is not None:
+            self.sched.step()
 
     def _autocast(self):
         if self.amp_dtype is None:
@@ -152,20 +195,6 @@ class Learner(CallbackHost):
         if self.device.type == "cuda":
             xb = xb.contiguous(memory_format=torch.channels_last)
         return xb, yb.to(self.device, non_blocking=True)
-
-    def _train_batch(self, xb, yb):
-        xb, yb = self._to_device(xb, yb)
-        self.batch_lr = self.opt.param_groups[-1]["lr"]
-        with self._autocast():
-            self.pred = self.model(xb)
-            self.loss = self.loss_fn(self.pred, yb)
-        self.scaler.scale(self.loss).backward()
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.opt.zero_grad(set_to_none=True)
-        if self.sched is not None:
-            self.sched.step()
-        return self.loss
 
     @property
     def loss_value(self) -> float:
@@ -195,44 +224,22 @@ class Learner(CallbackHost):
         return results
 
     # --- LR finder -----------------------------------------------------------
-    def lr_find(self, start_lr=1e-7, end_lr=10.0, num=100, beta=0.98, diverge=4.0):
-        """Exponential LR sweep over training batches, loss smoothed by a debiased moving
-        average, stopped once it passes `diverge` times its minimum. The weights and the
-        optimiser are restored afterwards.
-        Suggestion rule: the LR at the smoothed minimum divided by 10 (fastai's classic rule),
-        which lies on the descending slope, where the loss still falls fast."""
-        saved = copy.deepcopy(self.unwrapped.state_dict())
-        self.make_optimizer(start_lr)
+    def lr_find(self, **settings) -> dict:
+        """Sweep the learning rate on this loop with an `LRFinder` callback (lr_finder.py;
+        `settings` go to it). Weights are restored afterwards and the optimiser dropped."""
+        finder = LRFinder(**settings)
+        self.make_optimizer(finder.start_lr)
         self.sched = None
-        self.model.train()
-        seed_everything(self.seed)
-        ratio = (end_lr / start_lr) ** (1 / (num - 1))
-        lrs, losses = [], []
-        avg, best = 0.0, math.inf
-        step = 0
+        self.first_epoch = 0
+        self.add_callbacks([finder])
         try:
-            while step < num:
-                for xb, yb in self.train_dl:
-                    lr = start_lr * ratio ** step
-                    for g in self.opt.param_groups:
-                        g["lr"] = lr
-                    loss = self._train_batch(xb, yb).item()
-                    if not math.isfinite(loss):
-                        raise StopIteration
-                    avg = beta * avg + (1 - beta) * loss
-                    smooth = avg / (1 - beta ** (step + 1))
-                    lrs.append(lr)
-                    losses.append(smooth)
-                    best = min(best, smooth)
-                    step += 1
-                    if step >= num or (step > 10 and smooth > diverge * best):
-                        raise StopIteration
-        except StopIteration:
-            pass
+            # Enough passes over the data for the sweep's batches; the finder stops it sooner
+            # once the loss diverges.
+            self._fit(range(math.ceil(finder.num / max(len(self.train_dl), 1))))
         finally:
-            self.unwrapped.load_state_dict(saved)
+            self.remove_callbacks([finder])
             self.opt = None
-        return {"lrs": lrs, "losses": losses, "suggestion": suggest_lr(lrs, losses)}
+        return finder.result()
 
     # --- checkpoints ---------------------------------------------------------
     def state(self, extra=None) -> dict:
@@ -247,13 +254,6 @@ class Learner(CallbackHost):
             **self.extra_state,
             **(extra or {}),
         }
-
-
-def suggest_lr(lrs, losses) -> float:
-    if not lrs:
-        return 1e-3
-    i = min(range(len(losses)), key=losses.__getitem__)
-    return max(lrs[i] / 10, lrs[0])
 
 
 def _autocast_dtype(device: torch.device):

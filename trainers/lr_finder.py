@@ -1,0 +1,65 @@
+"""The LR finder (the course's lesson 1): a callback that sweeps the learning rate on the
+Learner's own loop, then gives the weights back as they were.
+
+`Learner.lr_find()` adds it for one short fit; nothing else in the loop knows it is there.
+"""
+import copy
+import math
+
+from .callbacks import Callback, CancelValidate
+
+
+class LRFinder(Callback):
+    """Exponential LR sweep over training batches, loss smoothed by a debiased moving average,
+    stopped after `num` batches or once the loss passes `diverge` times its minimum (or is
+    not finite). The weights are restored in after_fit.
+    Suggestion rule: the LR at the smoothed minimum divided by 10 (fastai's classic rule),
+    which lies on the descending slope, where the loss still falls fast."""
+    order = -10  # sets the batch's lr before anyone reads it
+
+    def __init__(self, start_lr=1e-7, end_lr=10.0, num=100, beta=0.98, diverge=4.0):
+        self.start_lr, self.end_lr, self.num = start_lr, end_lr, num
+        self.beta, self.diverge = beta, diverge
+        self.ratio = (end_lr / start_lr) ** (1 / (num - 1))
+        self.lrs, self.losses = [], []
+
+    def before_fit(self):
+        self.saved = copy.deepcopy(self.learner.unwrapped.state_dict())
+        self.lrs, self.losses = [], []
+        self.step, self.avg, self.best = 0, 0.0, math.inf
+
+    def before_batch(self):
+        lr = self.start_lr * self.ratio ** self.step
+        for group in self.learner.opt.param_groups:
+            group["lr"] = lr
+
+    def after_batch(self):
+        learn = self.learner
+        loss = learn.loss.item()
+        if not math.isfinite(loss):
+            learn.stop = True
+            return
+        self.avg = self.beta * self.avg + (1 - self.beta) * loss
+        smooth = self.avg / (1 - self.beta ** (self.step + 1))
+        self.lrs.append(learn.batch_lr)
+        self.losses.append(smooth)
+        self.best = min(self.best, smooth)
+        self.step += 1
+        if self.step >= self.num or (self.step > 10 and smooth > self.diverge * self.best):
+            learn.stop = True
+
+    def before_validate(self):
+        raise CancelValidate  # a sweep is judged on training batches alone
+
+    def after_fit(self):
+        self.learner.unwrapped.load_state_dict(self.saved)
+
+    def result(self) -> dict:
+        return {"lrs": self.lrs, "losses": self.losses, "suggestion": suggest_lr(self.lrs, self.losses)}
+
+
+def suggest_lr(lrs, losses) -> float:
+    if not lrs:
+        return 1e-3
+    i = min(range(len(losses)), key=losses.__getitem__)
+    return max(lrs[i] / 10, lrs[0])
