@@ -13,43 +13,50 @@ from trainers.learner import Learner
 from trainers.models import ResNetClassifier
 from conftest import tiny_config, write_colour_classes
 
-# 96 px: layer4, the default layer, is a 3x3 grid there (at 48 px it was 2x2, one cell per
-# quadrant, too coarse to point at anything).
-SIZE, SQUARE = 96, 36
-# "none" (no square) matters: with only left and right, "the right half is empty" is as good
-# evidence for "left" as the square itself, and the model used it; the heatmaps then peaked
-# on the empty half. Against "none", only the square tells "left" apart.
-CLASSES = ("left", "right", "none")
+from square_data import CLASSES, SIZE, SQUARE, hit_fraction, square_image, write_square_classes
+
 EPOCHS, BATCH, PER_CLASS = 5, 16, 32
+BRIGHT = 140  # grey level between the noise (50 +- 20) and the square (230 +- 15)
 
 
-def square_image(rng, where: str) -> tuple:
-    """Dark noise with one bright square in the half named by `where` ("left" or "right"),
-    or none at all ("none"); returns the picture and the square's (top, left) or None."""
-    pixels = rng.normal(50, 20, (SIZE, SIZE, 3))
-    box = None
-    if where != "none":
-        top = int(rng.integers(0, SIZE - SQUARE + 1))
-        col = int(rng.integers(0, SIZE // 2 - SQUARE + 1)) + (0 if where == "left" else SIZE // 2)
-        pixels[top:top + SQUARE, col:col + SQUARE] = rng.normal(230, 15, (SQUARE, SQUARE, 3))
-        box = (top, col)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")), box
+class SquareDetector(nn.Module):
+    """A classifier built by hand whose evidence is known: the body's channel 0 fires on bright
+    pixels only and channel 1 on dark ones, pooled to a 6 x 6 grid; the head scores "square" by
+    the bright channel and "none" by the dark one. A heatmap that explains "square" can only
+    point inside the square, on any CPU's rounding: the margins are tens of grey levels."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.AvgPool2d(16))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+        with torch.no_grad():
+            conv, linear = self.body[0], self.head[2]
+            conv.weight.copy_(torch.tensor([[1.0, 1, 1], [-1, -1, -1]]).div(3)[:, :, None, None])
+            conv.bias.copy_(torch.tensor([-BRIGHT / 255, BRIGHT / 255]))
+            linear.weight.copy_(torch.tensor([[20.0, 0], [0, 1]]))  # a square outweighs the dark around it
+            linear.bias.zero_()
+
+    def forward(self, x):
+        return self.head(self.body(x))
 
 
-def write_square_classes(root, per_class=32, valid_per_class=12, seed=0, classes=CLASSES) -> dict:
-    """train/ and valid/ of `classes`; returns {valid file name: (top, left)} of the squares."""
-    rng = np.random.default_rng(seed)
-    where = {}
-    for split, n in (("train", per_class), ("valid", valid_per_class)):
-        for name in classes:
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                image, box = square_image(rng, name)
-                image.save(folder / f"{i:03d}.png")
-                if split == "valid" and box is not None:
-                    where[f"{name}/{i:03d}.png"] = box
-    return where
+def test_heatmaps_of_a_model_with_a_known_answer_peak_inside_the_square():
+    rng = np.random.default_rng(7)
+    pictures = [square_image(rng, where) for where in ("left", "right") * 6]
+    where = {str(i): box for i, (_, box) in enumerate(pictures)}
+    x = torch.stack([torch.from_numpy(np.asarray(p, dtype=np.float32) / 255).permute(2, 0, 1) for p, _ in pictures])
+    model = SquareDetector()
+    assert model(x).argmax(1).eq(0).all(), "every picture holds a square"
+    names = list(where)
+    assert default_layer(model) == "body.2"
+    for method, heat in {"Grad-CAM": grad_cam(model, x), "Layer-CAM": layer_cam(model, x), "CAM": cam(model, x),
+                         "Grad-CAM at full resolution": grad_cam(model, x, 0, layer="body.1")}.items():
+        assert heat.shape == (len(names), SIZE, SIZE) and heat.min() >= 0 and heat.max() <= 1, method
+        assert hit_fraction(where, names, heat, peak) == 1.0, method
+    # Explaining "none" instead points at the dark background, never at the square.
+    away = layer_cam(model, x, 1)
+    assert hit_fraction(where, names, away, peak) == 0.0
+    assert hook_count(model) == 0
 
 
 @pytest.fixture(scope="module")
@@ -66,15 +73,7 @@ def square_run(module_tmp):
     return root, where, result
 
 
-def hit_fraction(where, names, heat) -> float:
-    hits = 0
-    for name, h in zip(names, heat):
-        (top, left), (row, col) = where[name], peak(h)
-        hits += int(top <= row < top + SQUARE and left <= col < left + SQUARE)
-    return hits / len(names)
-
-
-def test_heatmap_peaks_fall_inside_the_bright_square(square_run):
+def test_heatmaps_of_a_trained_classifier_favour_the_square(square_run):
     from studio.checkpoints import load_checkpoint
 
     root, where, result = square_run
@@ -85,21 +84,18 @@ def test_heatmap_peaks_fall_inside_the_bright_square(square_run):
     labels = torch.tensor([loaded.classes.index(n.split("/")[0]) for n in names])
     accuracy = float((loaded.forward(x).argmax(1) == labels).float().mean())
     assert default_layer(model) == "body.7"  # layer4, the course's choice
-    fractions = {"Grad-CAM": hit_fraction(where, names, grad_cam(model, x, labels)),
-                 "Layer-CAM": hit_fraction(where, names, layer_cam(model, x, labels)),
-                 "CAM": hit_fraction(where, names, cam(model, x, labels)),
-                 "Grad-CAM at layer1": hit_fraction(where, names, grad_cam(model, x, labels, layer="body.4"))}
+    fractions = {"Grad-CAM": hit_fraction(where, names, grad_cam(model, x, labels), peak),
+                 "Layer-CAM": hit_fraction(where, names, layer_cam(model, x, labels), peak),
+                 "CAM": hit_fraction(where, names, cam(model, x, labels), peak)}
     assert hook_count(model) == 0
-    print(f"peak inside the square, default layer {default_layer(model)} ({len(names)} pictures, accuracy {accuracy:.2f}): "
+    print(f"peak inside the square ({len(names)} pictures, accuracy {accuracy:.2f}): "
           + ", ".join(f"{k} {v:.2f}" for k, v in fractions.items()))
     assert accuracy >= 0.9, f"the square classifier did not learn (accuracy {accuracy:.2f})"
-    # Measured here (training on one thread): Layer-CAM 1.00, Grad-CAM 0.71, CAM 0.75, Grad-CAM
-    # at layer1 0.92. The same run trained on two threads (other rounding) gave Layer-CAM 0.96,
-    # Grad-CAM 0.50, CAM 0.54: at layer4 of this from-scratch model Grad-CAM's channel-mean
-    # weights are fragile, Layer-CAM's per-position ones are not. Bounds: that spread plus a margin.
-    assert fractions["Layer-CAM"] >= 0.85, fractions
-    assert fractions["Grad-CAM at layer1"] >= 0.8, fractions
-    assert fractions["Grad-CAM"] >= 0.45 and fractions["CAM"] >= 0.45, fractions
+    # How often a from-scratch model's heatmaps hit the square depends on its last bits of
+    # rounding (CPU kind, threads): bench/heatmap_localisation.py measures that over seeds.
+    # Here only what holds on every machine seen: Layer-CAM well above chance (a peak falls
+    # inside the square by luck 14% of the time; the lowest figure measured anywhere is 0.71).
+    assert fractions["Layer-CAM"] >= 0.4, fractions
 
 
 def test_cells_are_upsampled_where_the_network_computes_them():
