@@ -196,7 +196,7 @@ def run(workspace_dir, run_id: str) -> int:
             result = trainers.find_lr(config, reporter)
             status = "stopped" if store.stop_requested(run_id) else "completed"
         else:
-            result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume")))
+            result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume"))).to_dict()
             reporter.flush()
             status = result["status"]
         fields = {"result": result}

@@ -10,7 +10,7 @@ from conftest import tiny_config
 
 def make_learner(data, **changes):
     config = RunConfig.from_dict(tiny_config(data, **changes)).validate()
-    ctx, device, parts, learner = _build(config, None, "cpu")
+    ctx, device, parts, learner = _build(config, "cpu")
     return learner
 
 

@@ -4,5 +4,6 @@ from .errors import ConfigError, WeightsUnavailable
 from .fit import find_lr, fit
 from .learner import Learner
 from .reporting import ConsoleReporter, Reporter
+from .run_harness import RunResult
 
-__all__ = ["RunConfig", "ConfigError", "WeightsUnavailable", "fit", "find_lr", "Learner", "Reporter", "ConsoleReporter"]
+__all__ = ["RunConfig", "ConfigError", "WeightsUnavailable", "fit", "find_lr", "Learner", "Reporter", "ConsoleReporter", "RunResult"]

@@ -28,8 +28,8 @@ def main(argv=None) -> int:
         print("error: interrupted; resume with --resume", file=sys.stderr)
         return 130
     if not quiet:
-        print(f"{result['status']}: {result['epochs_done']} epochs, best {result['monitor']} "
-              f"{result['best_metric']}, on {result['device']}")
+        print(f"{result.status}: {result.epochs_done} epochs, best {result.monitor} "
+              f"{result.best_metric}, on {result.device}")
     return 0
 
 

@@ -5,21 +5,20 @@ the body is pretrained, then everything with discriminative learning rates), res
 `checkpoints/last.pt` when asked, and reports through a Reporter.
 """
 import dataclasses
-from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import distributed
-from .callbacks import Callback, EpochSamples, GradientClip, ReportEvents, SaveCheckpoints, load_last_checkpoint
+from .callbacks import Callback, GradientClip
 from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
 from .hooks import ActivationStats
 from .learner import Learner
 from .models.weights import resolve_pretrained
-from .reporting import MultiReporter, Reporter
-from .run_files import RunFiles
+from .reporting import Reporter
+from .run_harness import RunHarness, RunResult
 from .tasks import get_task
 
 
@@ -91,7 +90,7 @@ class _SyncStop(Callback):
         learn.stop = distributed.any_rank(learn.stop, learn.device)
 
 
-def _build(config, reporter, device, out_dir=None):
+def _build(config, device):
     device = pick_device(device) if not isinstance(device, torch.device) else device
     ctx, device = distributed.init_distributed(device)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every rerun
@@ -113,7 +112,7 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
     config, note = _resolve_weights(_as_config(config))
     reporter = reporter or Reporter()
     reporter.log(note)
-    ctx, device, parts, learner = _build(config, reporter, device)
+    ctx, device, parts, learner = _build(config, device)
     try:
         if config.pretrained and config.freeze_epochs > 0:
             learner.freeze()
@@ -127,67 +126,43 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
         distributed.shutdown()
 
 
-def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None) -> dict:
-    """Train `config` into `out_dir`; returns status ('completed' or 'stopped'), epochs_done,
-    best_metric, monitor, device and lr."""
+def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None) -> RunResult:
+    """Train `config` into `out_dir`; returns a RunResult (status 'completed' or 'stopped',
+    epochs_done, best_metric, monitor, device, lr, the weights it started from)."""
     config = _as_config(config)
-    # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: its
-    # own_fit(config) returns that fit (same arguments, same result), or None for the Learner below.
-    own_fit = getattr(get_task(config.task), "own_fit", lambda config: None)(config)
+    # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: Task.own_fit
+    # returns that fit (same arguments, same result), or None for the Learner below.
+    own_fit = get_task(config.task).own_fit(config)
     if own_fit is not None:  # these loops start no ImageNet body: "auto" is what the cache holds
         return own_fit(config.with_pretrained(config.pretrained_here()), out_dir, reporter=reporter,
                        resume=resume, device=device)
-    out = Path(out_dir)
-    ckpt_dir = out / "checkpoints"
-    checkpoint = load_last_checkpoint(out) if resume else None
+    harness = RunHarness(config, out_dir, reporter, resume)
+    checkpoint = harness.checkpoint
     config, weights_note = _resolve_weights(config, checkpoint)
+    harness.config = config
 
-    ctx, device, parts, learner = _build(config, reporter, device)
+    ctx, device, parts, learner = _build(config, device)
     try:
-        files = RunFiles(out) if ctx.is_main else None
-        report = MultiReporter(files, reporter) if ctx.is_main else Reporter()
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            config.save(out / "config.json")
-
+        harness.is_main = ctx.is_main
+        report = harness.open()
         if checkpoint is not None:
             learner.unwrapped.load_state_dict(checkpoint["model"])
             lr = checkpoint["lr"]
-            if files:
-                files.keep_epochs_up_to(checkpoint["epoch"])
-            report.log(f"resuming after epoch {checkpoint['epoch']}")
-        elif config.lr is None:
-            if config.pretrained and config.freeze_epochs > 0:
-                learner.freeze()
-            found = learner.lr_find()
-            lr = found["suggestion"]
-            if ctx.enabled:
-                lr = distributed.broadcast_float(lr, device)
-            report.log(f"LR finder suggests {lr:.2e}; training with it")
         else:
-            lr = config.lr
+            lr = _choose_lr(config, learner, ctx, device, report)
 
-        saver = SaveCheckpoints(ckpt_dir, parts.monitor, parts.higher_is_better)
-        if checkpoint is not None:
-            saver.best = checkpoint.get("best_metric")
-        if ctx.is_main:
-            learner.add_callbacks([saver, EpochSamples(parts.sample_fn, out / "samples", report.sample),
-                                   ReportEvents(report)])
-            # Per-layer activation statistics (hooks.py), kept with the run for the Inspect tab;
-            # extra.activation_stats = false turns them off.
-            if config.extra.get("activation_stats", True):
-                learner.add_callbacks([ActivationStats(out / "activation_stats.pt")])
+        learner.add_callbacks(harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better))
+        # Per-layer activation statistics (hooks.py), kept with the run for the Inspect tab;
+        # extra.activation_stats = false turns them off.
+        if ctx.is_main and config.extra.get("activation_stats", True):
+            learner.add_callbacks([ActivationStats(harness.out / "activation_stats.pt")])
 
         # [(name, epochs, lr, stage)]: each progressive stage runs its own frozen/unfrozen phases.
         stages = plan_stages(config)
         phases = [(name, epochs, phase_lr, stage) for stage in stages
                   for name, epochs, phase_lr in plan_phases(dataclasses.replace(config, epochs=stage[2]), lr)]
-        report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": len(learner.train_dl),
-                      "monitor": parts.monitor,
-                      "higher_is_better": parts.higher_is_better, "lr": lr, "task": config.task, "world_size": ctx.world,
-                      "pretrained": config.pretrained,
-                      **{k: v for k, v in parts.info.items() if k == "classes"}})
-        report.status("running")
+        harness.start(device, len(learner.train_dl), lr, world_size=ctx.world, pretrained=config.pretrained,
+                      **{k: v for k, v in parts.info.items() if k == "classes"})
         report.log(f"weights: {weights_note}")
         report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
                    f"{parts.info.get('valid_count', '?')} validation items; lr {lr:.2e}")
@@ -195,7 +170,7 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
             report.log(f"loss: {parts.info['loss']}")
 
         first = 0
-        done_before = checkpoint["epoch"] if checkpoint else 0
+        done_before = harness.done
         current_stage = None if len(stages) > 1 else stages[0]
         for index, (name, epochs, phase_lr, stage) in enumerate(phases):
             end = first + epochs
@@ -219,14 +194,23 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
                 break
             first = end
 
-        status = "stopped" if learner.stop else "completed"
-        epochs_done = learner.epoch + (0 if learner.stop else 1) if learner.epoch_metrics else done_before
-        report.status(status)
-        return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best,
-                "monitor": parts.monitor, "device": str(device), "lr": lr,
-                "pretrained": config.pretrained, "weights": weights_note}
+        return harness.finish(learner, device, lr, pretrained=config.pretrained, weights=weights_note)
     finally:
         distributed.shutdown()
+
+
+def _choose_lr(config, learner, ctx, device, report) -> float:
+    """config.lr, or with lr null (automatic) the LR finder's suggestion, found on the head
+    alone when the body is pretrained. Loops of their own choose their rate themselves."""
+    if config.lr is not None:
+        return config.lr
+    if config.pretrained and config.freeze_epochs > 0:
+        learner.freeze()
+    lr = learner.lr_find()["suggestion"]
+    if ctx.enabled:
+        lr = distributed.broadcast_float(lr, device)
+    report.log(f"LR finder suggests {lr:.2e}; training with it")
+    return lr
 
 
 def _fmt(lr) -> str:

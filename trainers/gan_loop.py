@@ -17,7 +17,7 @@ batch becomes (generator input, real images as the critic sees them, target).
 Callbacks are the Learner's (trainers.callbacks): the trainer has the attributes they read
 (model = the generator, epoch, batch_index, batches, loss_value, batch_lr, epoch_metrics, stop,
 save). `loss_value` is the generator's latest loss: the per-batch curve of a GAN run is the
-generator's. `run_gan` is fit() for these tasks: run folder, checkpoints, resume, reporting.
+generator's. `run_gan` is fit() for these tasks, on the same RunHarness (run_harness.py).
 The GAN loop runs in float32 on every device (no autocast): the gradient penalty's double
 backward and the critic's small scores are where reduced precision hurts first.
 """
@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .callbacks import Callback, CallbackHost, EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint, rng_state, seed_everything, set_rng_state
+from .callbacks import Callback, CallbackHost, rng_state, seed_everything, set_rng_state
 from .errors import ConfigError
-from .reporting import MultiReporter, Reporter
-from .run_files import RunFiles
+from .reporting import Reporter
+from .run_harness import RunHarness, RunResult
 
 CRITIC, GENERATOR = "critic", "generator"
 
@@ -355,53 +355,33 @@ def gan_loader(dataset, config, device):
                       persistent_workers=config.num_workers > 0, pin_memory=device.type == "cuda")
 
 
-def run_gan(config, out_dir, parts: GANParts, reporter: Reporter | None = None, resume: bool = False) -> dict:
-    """Train a GAN task into `out_dir` (same files and result as trainers.fit)."""
-    out = Path(out_dir)
-    checkpoint = load_last_checkpoint(out) if resume else None
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
-    files = RunFiles(out)
-    report = MultiReporter(files, reporter)
+def run_gan(config, out_dir, parts: GANParts, reporter: Reporter | None = None, resume: bool = False) -> RunResult:
+    """Train a GAN task into `out_dir` (same files and result as trainers.fit, by the same harness)."""
+    harness = RunHarness(config, out_dir, reporter, resume)
     trainer = parts.trainer
-    batch_losses = BatchLosses(out)
-    saver = SaveCheckpoints(out / "checkpoints", parts.monitor, parts.higher_is_better)
+    batch_losses = BatchLosses(harness.out)
     lr = trainer.batch_lr
     trainer.extra_state = {"lr": lr, "task": config.task, "info": parts.info, "config": config.to_dict()}
-    done = 0
-    if checkpoint is not None:
-        trainer.load_state(checkpoint)
-        done = checkpoint["epoch"]
-        saver.best = checkpoint.get("best_metric")
-        files.keep_epochs_up_to(done)
-        batch_losses.keep_epochs_up_to(done)
-        report.log(f"resuming after epoch {done}")
-    trainer.add_callbacks([saver, EpochSamples(parts.sample_fn, out / "samples", report.sample),
-                           ReportEvents(report), batch_losses])
-    report.start({"device": str(trainer.device), "epochs": config.epochs, "batches_per_epoch": len(trainer.train_dl),
-                  "monitor": parts.monitor, "higher_is_better": parts.higher_is_better, "lr": lr,
-                  "task": config.task, "world_size": 1})
-    report.status("running")
+    if harness.checkpoint is not None:
+        trainer.load_state(harness.checkpoint)
+        batch_losses.keep_epochs_up_to(harness.done)
+    report = harness.open()
+    trainer.add_callbacks([*harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better), batch_losses])
+    harness.start(trainer.device, len(trainer.train_dl), lr)
     report.log(f"{config.task} on {trainer.device}; {parts.info.get('train_count', '?')} training images; "
                f"lr {lr:.2e}; {len(trainer.train_dl)} batches per epoch")
     report.log(f"loss: {trainer.objective.describe()}")
     report.log(f"switcher: {trainer.switcher.describe()}")
     for line in parts.notes:
         report.log(line)
-    if checkpoint is None and parts.critic_pretrain_epochs:
+    if harness.checkpoint is None and parts.critic_pretrain_epochs:
         for i in range(parts.critic_pretrain_epochs):
             stats = trainer.train_epoch(critic_only=True)
             acc = stats.get("train_critic_accuracy")
             report.log(f"critic pretraining pass {i + 1}/{parts.critic_pretrain_epochs}: loss "
                        f"{stats['critic_loss']:.4f}" + (f", accuracy {acc:.1%}" if acc is not None else ""))
             if reporter is not None and reporter.should_stop():
-                report.status("stopped")
-                return {"status": "stopped", "epochs_done": 0, "best_metric": None, "monitor": parts.monitor,
-                        "device": str(trainer.device), "lr": lr}
+                return harness.result("stopped", 0, trainer.device, lr)
         trainer.gen_loss = None  # measure the generator again against the pretrained critic
-    trainer.fit(config.epochs, first_epoch=done)
-    status = "stopped" if trainer.stop else "completed"
-    epochs_done = trainer.epoch + (0 if trainer.stop else 1) if trainer.epoch_metrics else done
-    report.status(status)
-    return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best, "monitor": parts.monitor,
-            "device": str(trainer.device), "lr": lr}
+    trainer.fit(config.epochs, first_epoch=harness.done)
+    return harness.finish(trainer, trainer.device, lr)

@@ -28,6 +28,11 @@ class Task:
     # Where defaults leave lr null: the rate the task uses instead, in words for a form's hint.
     own_lr = ""
 
+    def own_fit(self, config):
+        """A loop of this task's own for `config`: a function taking fit()'s arguments and
+        returning its RunResult (the GANs, Gatys style transfer); None: the Learner trains it."""
+        return None
+
     def validate(self, config) -> None:
         """Raise ConfigError when the data cannot feed this task."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torchvision.transforms import v2
 
-from ..callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
+from ..callbacks import CallbackHost
 from ..data import open_rgb
 from ..device import pick_device
 from ..errors import ConfigError
@@ -28,8 +28,7 @@ from ..image_folder import ImageFolderSet, scan_images
 from ..metrics import Metric
 from ..models.style_net import StyleNet
 from ..models.vgg_features import pretrained_vgg_features
-from ..reporting import MultiReporter
-from ..run_files import RunFiles
+from ..run_harness import RunHarness, RunResult
 from ..style_loss import CONTENT_BLOCKS, STYLE_BLOCKS, StyleLoss, check_blocks
 from . import register
 from .base import Task, TaskParts
@@ -171,17 +170,56 @@ def _network_sampler(valid_ds, count, device):
 
 
 # --- Gatys: optimise pixels ------------------------------------------------------------
-class _PixelRun:
-    """What the Learner's callbacks read, for a run whose only parameter is an image."""
+class PixelLoop(CallbackHost):
+    """The Gatys loop: Adam on one image's pixels, `per_frame[i]` steps in frame i, with the
+    Learner's events, so the run harness's callbacks (checkpoints, frames, progress) work on it.
+    The image is its `model`: what the frame picture draws and what a checkpoint holds."""
 
-    def __init__(self, image, opt):
-        self.image, self.opt = image, opt
+    def __init__(self, image, opt, loss_fn, content, per_frame):
+        self.image, self.opt, self.loss_fn, self.content, self.per_frame = image, opt, loss_fn, content, per_frame
+        self.callbacks = []
         self.epoch, self.batch_index, self.batches, self.stop = 0, 0, 0, False
         self.epoch_metrics, self.extra_state, self.loss = {}, {}, None
+        self.steps_done = 0
 
     model = property(lambda self: self.image)
     loss_value = property(lambda self: self.loss)
     batch_lr = property(lambda self: self.opt.param_groups[0]["lr"])
+
+    def step(self):
+        loss = self.loss_fn(self.image, self.content)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            self.image.clamp_(0, 1)
+        self.loss = loss.item()
+        self.steps_done += 1
+
+    def fit(self, first_frame: int = 0):
+        self.stop = False
+        self.steps_done = sum(self.per_frame[:first_frame])
+        self.fire("before_fit")
+        try:
+            for self.epoch in range(first_frame, len(self.per_frame)):
+                began = time.perf_counter()
+                self.batches = self.per_frame[self.epoch]
+                totals = {"train_loss": 0.0, "content_loss": 0.0, "style_loss": 0.0}
+                for self.batch_index in range(self.batches):
+                    self.fire("before_batch")
+                    if self.stop:
+                        break
+                    self.step()
+                    for key, value in (("train_loss", self.loss), *self.loss_fn.last.items()):
+                        totals[key] += value / self.batches
+                    self.fire("after_batch")
+                if self.stop:
+                    break
+                self.epoch_metrics = {"epoch": self.epoch + 1, **totals, "steps": self.steps_done,
+                                      "seconds": round(time.perf_counter() - began, 3)}
+                self.fire("after_epoch")
+        finally:
+            self.fire("after_fit")
 
     def state(self, extra=None):
         return {"image": self.image.detach().cpu(), "optimizer": self.opt.state_dict(), "epoch": self.epoch + 1,
@@ -197,11 +235,10 @@ def gatys_autocast_dtype(device: torch.device):
     return None
 
 
-def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict:
+def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> RunResult:
     s = _settings(config)
     device = device if isinstance(device, torch.device) else pick_device(device)
-    out = Path(out_dir)
-    checkpoint = load_last_checkpoint(out) if resume else None
+    harness = RunHarness(config, out_dir, reporter, resume)
     torch.manual_seed(config.seed)
     content = load_image(_content_path(config), config.image_size, "content").to(device)[None]
     loss_fn = style_loss(config, s, device, config.image_size)
@@ -213,75 +250,30 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> dict
     start = content.clone() if init == "content" else torch.rand_like(content)
     image = start.requires_grad_(True)
     opt = torch.optim.Adam([image], lr=s["pixel_lr"])
-    run = _PixelRun(image, opt)
-    done = 0
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out / "config.json")
-    files = RunFiles(out)
-    report = MultiReporter(files, reporter)
-    if checkpoint is not None:
+    per_frame = [s["steps"] // config.epochs + (1 if i < s["steps"] % config.epochs else 0) for i in range(config.epochs)]
+    run = PixelLoop(image, opt, loss_fn, content, per_frame)
+    if harness.checkpoint is not None:
         with torch.no_grad():
-            image.copy_(checkpoint["image"].to(device))
-        opt.load_state_dict(checkpoint["optimizer"])
-        done = checkpoint["epoch"]
-        files.keep_epochs_up_to(done)
-        report.log(f"resuming after frame {done}")
+            image.copy_(harness.checkpoint["image"].to(device))
+        opt.load_state_dict(harness.checkpoint["optimizer"])
+    report = harness.open(unit="frame")
     style_tile = load_image(s["style_image"], config.image_size, "style")
     content_tile = content[0].cpu()
 
     def frame(img):
         tile = max(128, min(config.image_size, 256))
         return side_by_side([[captioned(to_pil(content_tile), "content", tile=tile),
-                              captioned(to_pil(img[0]), f"after {steps_done} steps", tile=tile),
+                              captioned(to_pil(img[0]), f"after {run.steps_done} steps", tile=tile),
                               captioned(to_pil(style_tile), "style", tile=tile)]])
 
-    saver = SaveCheckpoints(out / "checkpoints", "train_loss", False)
-    saver.best = checkpoint.get("best_metric") if checkpoint else None
-    events = [saver, EpochSamples(frame, out / "samples", report.sample), ReportEvents(report)]
-    for cb in events:
-        cb.learner = run
-    events.sort(key=lambda cb: cb.order)
-    per_frame = [s["steps"] // config.epochs + (1 if i < s["steps"] % config.epochs else 0) for i in range(config.epochs)]
-    steps_done = sum(per_frame[:done])
+    run.add_callbacks(harness.callbacks(frame, "train_loss", False))
     run.extra_state = {"task": "style", "config": config.to_dict(),
                        "info": {"mode": "gatys", "style_image": s["style_image"], "image_size": config.image_size}}
-    report.start({"device": str(device), "epochs": config.epochs, "batches_per_epoch": per_frame[0], "monitor": "train_loss",
-                  "higher_is_better": False, "lr": s["pixel_lr"], "task": "style", "world_size": 1})
-    report.status("running")
+    harness.start(device, per_frame[0], s["pixel_lr"])
     report.log(f"style (Gatys) on {device}: {s['steps']} steps of Adam on the pixels (lr {s['pixel_lr']}), "
                f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}, VGG in "
                f"{str(loss_fn.autocast_dtype or torch.float32).removeprefix('torch.')}")
-    for run.epoch in range(done, config.epochs):
-        began = time.perf_counter()
-        run.batches = per_frame[run.epoch]
-        totals = {"train_loss": 0.0, "content_loss": 0.0, "style_loss": 0.0}
-        for run.batch_index in range(run.batches):
-            for cb in events:
-                getattr(cb, "before_batch", lambda: None)()
-            if run.stop:
-                break
-            loss = loss_fn(image, content)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                image.clamp_(0, 1)
-            run.loss = loss.item()
-            steps_done += 1
-            for key, value in (("train_loss", run.loss), *loss_fn.last.items()):
-                totals[key] += value / run.batches
-            for cb in events:
-                getattr(cb, "after_batch", lambda: None)()
-        if run.stop:
-            break
-        run.epoch_metrics = {"epoch": run.epoch + 1, **totals, "steps": steps_done,
-                             "seconds": round(time.perf_counter() - began, 3)}
-        for cb in events:
-            getattr(cb, "after_epoch", lambda: None)()
-    status = "stopped" if run.stop else "completed"
+    run.fit(first_frame=harness.done)
     if not run.stop:
-        to_pil(image[0]).save(out / "result.png")
-    report.status(status)
-    epochs_done = (run.epoch + (0 if run.stop else 1)) if run.epoch_metrics else done
-    return {"status": status, "epochs_done": epochs_done, "best_metric": saver.best, "monitor": "train_loss",
-            "device": str(device), "lr": s["pixel_lr"]}
+        to_pil(image[0]).save(harness.out / "result.png")
+    return harness.finish(run, device, s["pixel_lr"])
