@@ -46,11 +46,11 @@ def picture(module_tmp):
 def open_tab(page, name):
     """Select a top-level tab and return its (visible) panel."""
     page.get_by_role("tab", name=name, exact=True).click()
-    return page.locator("[role=tabpanel]").filter(visible=True).filter(has=page.get_by_text("Refresh list")).first
+    return page.locator("[role=tabpanel]").filter(visible=True).filter(has=page.locator("#inspect-run, #try-run")).first
 
 
 def choose_run(page, panel, run_id):
-    panel.get_by_role("button", name="Refresh list").click()
+    """Pick the run from the tab's list, which has it without any refresh button."""
     panel.get_by_label("Run", exact=True).click()
     page.get_by_role("option", name=re.compile(re.escape(run_id))).click()
 
@@ -71,10 +71,15 @@ def test_inspect_gives_a_heatmap_for_an_uploaded_picture(page, trained, picture)
     _, run_id = trained
     panel = open_tab(page, "Inspect")
     choose_run(page, panel, run_id)
+    heat_button = panel.get_by_role("button", name="Heatmap", exact=True)
+    assert heat_button.is_disabled()  # until the run is opened
+    panel.get_by_role("button", name="Open", exact=True).click()
+    page.wait_for_function("() => { const b = [...document.querySelectorAll('button')].find("
+                           "b => b.innerText.trim() === 'Heatmap'); return b && !b.disabled; }")
     upload(panel, picture)
     heatmap = block(panel, "Heatmap").locator("img")
     assert heatmap.count() == 0  # nothing before the click
-    panel.get_by_role("button", name="Heatmap", exact=True).click()
+    heat_button.click()
     heatmap.first.wait_for()
     assert heatmap.first.get_attribute("src")
     page.get_by_text(re.compile(r"Grad-CAM for (red|green|blue)")).first.wait_for()

@@ -4,11 +4,14 @@ Summary, activation statistics over training and feature maps on a picture for e
 CAM, Grad-CAM and Layer-CAM where the model has class scores (classify, segment); for
 classifiers the confusion matrix, most-confused pairs and top losses. Parts a run cannot have
 are hidden when it is opened. The work is in studio/inspect.py; this module wires it to components."""
+from types import SimpleNamespace
+
 import gradio as gr
 
 from studio import inspect as insp
 from studio.checkpoints import cached_checkpoint
 from studio.ui.context import user_errors
+from studio.ui.pictures import picture_input
 
 WITH_CHECKPOINT = ("completed", "stopped", "interrupted")
 
@@ -29,12 +32,26 @@ def load(ctx, run_id):
     return cached_checkpoint(ctx.workspace.run_dir(run_id))
 
 
+NO_RUN = "No run with a checkpoint yet: train one first (Start here has one-click samples)."
+
+
+def run_list(ctx, current=None, statuses=WITH_CHECKPOINT):
+    """A Run dropdown's update for the runs there are now: keeps the chosen run, else chooses the
+    newest; with none, says how to get one. Try and Share use it with their own statuses."""
+    choices = finished_runs(ctx, statuses)
+    ids = [rid for _, rid in choices]
+    value = current if current in ids else (ids[0] if ids else None)
+    return gr.update(choices=choices, value=value, info="Newest first." if choices else NO_RUN)
+
+
 def build(ctx):
     gr.Markdown("### Inspect a trained model")
-    with gr.Row():
-        run = gr.Dropdown(label="Run", choices=finished_runs(ctx), value=None, scale=4)
-        refresh = gr.Button("Refresh list", scale=1)
-        open_button = gr.Button("Open", variant="primary", scale=1)
+    first = run_list(ctx)
+    with gr.Row(equal_height=True):
+        run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"], scale=4,
+                          elem_id="inspect-run")
+        open_button = gr.Button("Open", variant="primary", scale=1, interactive=first["value"] is not None,
+                                elem_id="inspect-open")
     summary = gr.Dataframe(headers=["layer", "type", "output shape", "parameters", "trainable"],
                            label="Model summary", max_height=300)
     with gr.Accordion("Activation statistics over training", open=False):
@@ -44,7 +61,7 @@ def build(ctx):
         stats_note = gr.Markdown()
     gr.Markdown("#### Heatmaps and feature maps")
     with gr.Row():
-        picture = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture", height=260)
+        picture = picture_input(type="pil", sources=["upload", "webcam"], label="Picture", height=260)
         result = gr.Image(type="pil", label="Heatmap", height=260, interactive=False)
         features = gr.Image(type="pil", label="Strongest feature maps", height=260, interactive=False)
     with gr.Row():
@@ -53,11 +70,12 @@ def build(ctx):
         layer = gr.Dropdown(label="Layer (Grad-CAM, Layer-CAM, feature maps)", choices=[])
         opacity = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity")
     with gr.Row():
-        heat_button = gr.Button("Heatmap", variant="primary")
-        features_button = gr.Button("Feature maps")
-    heat_note = gr.Markdown()
+        # usable once a run is open; until then the note says what to do
+        heat_button = gr.Button("Heatmap", variant="primary", interactive=False)
+        features_button = gr.Button("Feature maps", interactive=False)
+    heat_note = gr.Markdown("Open a run first.")
     with gr.Accordion("Classifier: confusion matrix, most confused, top losses", open=False) as classifier_views:
-        validate_button = gr.Button("Run on the validation set")
+        validate_button = gr.Button("Run on the validation set", interactive=False)
         confusion = gr.Plot(label="Confusion matrix")
         confused = gr.Dataframe(headers=["actual", "predicted", "count"], label="Most confused")
         losses = gr.Image(type="pil", label="Top losses: predicted/actual / loss / probability of actual",
@@ -78,8 +96,8 @@ def build(ctx):
                 gr.update(choices=insp.heatmap_classes(loaded), value=None, visible=bool(methods)),
                 gr.update(choices=layers, value=default),
                 gr.update(choices=methods or ["Grad-CAM"], value="Grad-CAM", visible=bool(methods)),
-                gr.update(visible=bool(methods)), gr.update(visible=bool(methods)), None, heat_text,
-                gr.update(visible=insp.is_classifier(loaded)))
+                gr.update(visible=bool(methods)), gr.update(visible=bool(methods), interactive=True), None, heat_text,
+                gr.update(visible=insp.is_classifier(loaded)), gr.update(interactive=True), gr.update(interactive=True))
 
     @user_errors
     def on_stats_layer(run_id, name):
@@ -117,10 +135,19 @@ def build(ctx):
         pairs = [list(p) for p in insp.most_confused(cm, loaded.classes)]
         return insp.confusion_figure(cm, loaded.classes), pairs, insp.top_losses_grid(loaded, found)
 
-    refresh.click(lambda: gr.update(choices=finished_runs(ctx)), outputs=run)
+    analysis = [heat_button, features_button, validate_button]
+
+    def on_run(run_id):
+        """A newly chosen run has to be opened before its views can be asked for."""
+        return (gr.update(interactive=bool(run_id)), *[gr.update(interactive=False)] * len(analysis),
+                "Open the run to look inside it." if run_id else "Choose a run first.")
+
+    run.change(on_run, run, [open_button, *analysis, heat_note], api_visibility="private", show_progress="hidden")
     open_button.click(on_open, run, [summary, stats_layer, stats_lines, stats_hist, stats_note, target, layer,
-                                     method, opacity, heat_button, result, heat_note, classifier_views])
+                                     method, opacity, heat_button, result, heat_note, classifier_views,
+                                     features_button, validate_button])
     stats_layer.change(on_stats_layer, [run, stats_layer], [stats_lines, stats_hist])
     heat_button.click(on_heatmap, [run, picture, method, target, layer, opacity], [result, heat_note])
     features_button.click(on_features, [run, picture, layer], features)
     validate_button.click(on_validate, run, [confusion, confused, losses])
+    return SimpleNamespace(on_show=(lambda current: run_list(ctx, current), [run], [run]))

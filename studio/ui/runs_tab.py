@@ -7,6 +7,7 @@ the page has and sends nothing when no run changed."""
 import html
 import json
 import time
+from types import SimpleNamespace
 
 import gradio as gr
 import pandas as pd
@@ -14,6 +15,7 @@ import pandas as pd
 from studio import plots
 from studio.animation import epochs_gif
 from studio.compare import MAX_RUNS, side_by_side
+from studio.jobs import RESUMABLE
 
 from .context import user_errors
 from .train_tab import clock
@@ -73,9 +75,7 @@ def build(ctx):
     store, jobs = ctx.store, ctx.jobs
     records = store.list_runs()
 
-    with gr.Row():
-        refresh = gr.Button("↻ Refresh", scale=0, min_width=110, size="sm")
-        message = gr.Markdown("")
+    message = gr.Markdown("", elem_id="runs-message")
     table = gr.Dataframe(runs_frame(records), label="Runs (newest first; click a row to choose it)",
                          interactive=False, max_height=320)
     with gr.Row():
@@ -90,16 +90,16 @@ def build(ctx):
             epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
                               interactive=False)
             grid = gr.Image(label="Samples (input | prediction | target)", type="filepath", interactive=False)
-            with gr.Row():
-                resume = gr.Button("Resume")
-                delete = gr.Button("Delete…", variant="stop")
+            with gr.Row():  # each button is usable once a run is chosen (and resume only where it can)
+                resume = gr.Button("Resume", interactive=False)
+                delete = gr.Button("Delete…", variant="stop", interactive=False)
             with gr.Row(visible=False) as confirm_row:
                 confirm_text = gr.Markdown("")
                 confirm = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=140)
                 cancel = gr.Button("Cancel", scale=0, min_width=100)
             changes = gr.Code('{"epochs": 5}', language="json", label="Changes for the clone (JSON)", lines=3)
-            clone = gr.Button("Clone with changes")
-            gif_button = gr.Button("Animate the epochs (GIF)")
+            clone = gr.Button("Clone with changes", interactive=False)
+            gif_button = gr.Button("Animate the epochs (GIF)", interactive=False)
             gif = gr.File(label="Animation of the sample grids", interactive=False)
     with gr.Accordion("Compare sample grids of runs", open=False):
         with gr.Row():
@@ -125,8 +125,6 @@ def build(ctx):
 
     table_outputs = [table, compare, chosen, shown, details, grid_runs]
     timer.tick(table_update, [shown, chosen], table_outputs, api_visibility="private", show_progress="hidden")
-    refresh.click(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs,
-                  api_visibility="private")
 
     def pick_row(frame, evt: gr.SelectData):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
@@ -160,7 +158,10 @@ def build(ctx):
             image = samples[-1][1]
         else:
             slider, image = gr.update(minimum=1, maximum=2, value=1, interactive=False), None
-        return run_details(record), slider, image, gr.update(visible=False)
+        chosen_one = record is not None
+        return (run_details(record), slider, image, gr.update(visible=False),
+                gr.update(interactive=chosen_one and record["status"] in RESUMABLE), gr.update(interactive=chosen_one),
+                gr.update(interactive=chosen_one), gr.update(interactive=bool(samples)))
 
     def scrub(rid, at):
         samples = dict(store.samples(rid)) if rid else {}
@@ -169,7 +170,8 @@ def build(ctx):
         nearest = min(samples, key=lambda e: abs(e - (at or 0)))
         return samples[nearest]
 
-    chosen.change(choose, chosen, [details, epoch, grid, confirm_row], api_visibility="private")
+    chosen.change(choose, chosen, [details, epoch, grid, confirm_row, resume, delete, clone, gif_button],
+                  api_visibility="private")
     epoch.change(scrub, [chosen, epoch], grid, api_visibility="private", show_progress="hidden")
 
     @user_errors
@@ -254,3 +256,5 @@ def build(ctx):
     delete.click(ask_delete, chosen, [confirm_row, confirm_text], api_visibility="private")
     cancel.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
     confirm.click(do_delete, [chosen, shown], [confirm_row, message, *table_outputs], api_visibility="private")
+    # shown again: the whole table anew (the timer keeps it current while the tab is open)
+    return SimpleNamespace(on_show=(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs))

@@ -3,13 +3,14 @@
 The bundle goes to WORKSPACE/exports/RUN_ID; the demo is `python -m studio.demo` in its own
 process on its own port (studio.demo.DemoProcess), so it cannot slow or crash the studio."""
 import threading
+from types import SimpleNamespace
 
 import gradio as gr
 
 from studio.demo import DemoProcess, SHARE_OFFLINE
 from studio.export import export_bundle
 from studio.ui.context import user_errors
-from studio.ui.inspect_tab import finished_runs
+from studio.ui.inspect_tab import run_list
 
 _demos: dict = {}   # run id -> DemoProcess, one per run
 _lock = threading.Lock()
@@ -52,18 +53,19 @@ def stop_demo(run_id) -> bool:
 
 def build(ctx):
     gr.Markdown("### Share a trained model")
-    with gr.Row():
-        run = gr.Dropdown(label="Run", choices=finished_runs(ctx, ("completed",)), value=None, scale=4)
-        refresh = gr.Button("Refresh list", scale=1)
+    first = run_list(ctx, None, ("completed",))
+    run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"],
+                      elem_id="share-run")
     with gr.Row():
         share = gr.Checkbox(label="Public share link (needs internet)", value=False)
         user = gr.Textbox(label="Username (optional)")
         password = gr.Textbox(label="Password (optional)", type="password")
     with gr.Row():
-        export_button = gr.Button("Export bundle only")
-        start = gr.Button("Start demo", variant="primary")
-        stop = gr.Button("Stop demo", variant="stop")
-    status = gr.Markdown()
+        can = first["value"] is not None  # nothing to export or serve before a run completes
+        export_button = gr.Button("Export bundle only", interactive=can)
+        start = gr.Button("Start demo", variant="primary", interactive=can, elem_id="share-start")
+        stop = gr.Button("Stop demo", variant="stop", interactive=can)
+    status = gr.Markdown(elem_id="share-status")
 
     def _need(run_id):
         if not run_id:
@@ -88,7 +90,9 @@ def build(ctx):
         _need(run_id)
         return "Demo stopped." if stop_demo(run_id) else "No demo was running for this run."
 
-    refresh.click(lambda: gr.update(choices=finished_runs(ctx, ("completed",))), outputs=run)
+    run.change(lambda rid: [gr.update(interactive=bool(rid))] * 3, run, [export_button, start, stop],
+               api_visibility="private", show_progress="hidden")
     export_button.click(on_export, run, status)
     start.click(on_start, [run, share, user, password], status)
     stop.click(on_stop, run, status)
+    return SimpleNamespace(on_show=(lambda current: run_list(ctx, current, ("completed",)), [run], [run]))

@@ -148,7 +148,9 @@ def status_html(record) -> str:
         return "<p>No run followed yet: choose a dataset and click <b>Start</b>.</p>"
     e = html.escape
     status = record["status"]
-    lines = [f"<b>{e(record['name'])}</b> <code>{e(record['id'])}</code>: <b data-status='{e(status)}'>{e(status)}</b>"
+    what = " · ".join(e(str(record[k])) for k in ("task", "dataset") if record.get(k))
+    lines = [f"Showing <b>{e(record['name'])}</b> <code>{e(record['id'])}</code>"
+             + (f" ({what})" if what else "") + f": <b data-status='{e(status)}'>{e(status)}</b>"
              + (f" on {e(record['device'])}" if record.get("device") else "")]
     epochs, batches = record.get("epochs") or 0, record.get("batches") or 0
     if record["kind"] == "train" and epochs:
@@ -220,6 +222,27 @@ def follow_view(store, run_id, sent, log_y, force=False):
     return (*out, sent)
 
 
+def form_from_config(workspace, config) -> tuple:
+    """Updates for the form's fields (dataset, task, arch, pretrained, image size, batch size,
+    epochs, lr, frozen epochs, mixed precision, seed) from a run's config; a field the config
+    lacks keeps its value. The dataset list is refreshed at the same time."""
+    from pathlib import Path
+
+    names = dataset_names(workspace)
+    data = config.get("data")
+    data = Path(str(data)).name if data else None  # jobs.submit stores the dataset's folder
+    lr_value = config.get("lr")
+    keep = gr.skip()
+    return (gr.update(choices=names, value=data) if data in names else gr.update(choices=names),
+            config.get("task") or keep, config.get("arch") or keep,
+            {True: "on", False: "off", "auto": "auto"}.get(config.get("pretrained"), keep),
+            config.get("image_size") or keep, config.get("batch_size") or keep, config.get("epochs") or keep,
+            "" if lr_value is None else f"{lr_value:g}",
+            config["freeze_epochs"] if config.get("freeze_epochs") is not None else keep,
+            bool(config["mixed_precision"]) if "mixed_precision" in config else keep,
+            config["seed"] if config.get("seed") is not None else keep)
+
+
 def latest_run(store):
     """The run a freshly opened page follows: one that trains now, else the newest."""
     runs = [r for r in store.list_runs() if r["kind"] == "train"]
@@ -235,15 +258,21 @@ def build(ctx):
 
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            with gr.Row(equal_height=True):
-                dataset = gr.Dropdown(names, value=first, label="Dataset", scale=4, elem_id="train-dataset",
-                                      info="A dataset of this workspace (the Data tab builds new ones).")
-                refresh = gr.Button("↻", scale=0, min_width=40, size="sm")
-            about = gr.Markdown(dataset_summary(ws, first))
+            dataset = gr.Dropdown(names, value=first, label="Dataset", elem_id="train-dataset",
+                                  info="A dataset of this workspace (the Data tab builds new ones).")
+            about = gr.Markdown(dataset_summary(ws, first), elem_id="train-about")
             first_task = task_for_dataset(ws, first) or "classify"
             start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
             task = gr.Dropdown(TASKS, value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
+            # Start sits right under what a newcomer chooses; the settings below have working defaults.
+            with gr.Row():
+                start = gr.Button("Start", variant="primary", elem_id="train-start")
+                find_lr = gr.Button("Find learning rate", visible=start_finder["visible"], elem_id="train-find-lr")
+            lr_status = gr.Markdown("", elem_id="train-lr-status")
+            lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
+            run_name = gr.Textbox("", label="Run name (optional)", elem_id="train-run-name")
+            gr.Markdown("**Settings**: the defaults suit the dataset's task; change them if you like.")
             arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
                                info="ResNet body; bigger is slower and needs more data.")
             pretrained = gr.Radio(PRETRAINED_CHOICES, value="auto", label="Pretrained weights", info=PRETRAINED_INFO,
@@ -263,12 +292,6 @@ def build(ctx):
                 mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
             options = task_options.build(ctx, dataset, task)
-            run_name = gr.Textbox("", label="Run name (optional)")
-            with gr.Row():
-                find_lr = gr.Button("Find learning rate", visible=start_finder["visible"])
-                start = gr.Button("Start", variant="primary", elem_id="train-start")
-            lr_status = gr.Markdown("", elem_id="train-lr-status")
-            lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             with gr.Row():
@@ -306,7 +329,6 @@ def build(ctx):
             return dataset_summary(ws, name), gr.skip(), *(gr.skip(),) * len(defaults_view)
         return dataset_summary(ws, name), new, *task_settings(new)
 
-    refresh.click(refresh_datasets, dataset, dataset, api_visibility="private")
     for control in (arch, pretrained):
         control.change(weights_note, [arch, pretrained], weights, api_visibility="private")
     # .input: the user's choice only; a task set by on_dataset brings its defaults itself.
@@ -319,9 +341,15 @@ def build(ctx):
         new_id = jobs.submit(make_config(*values), name=name or None)
         return new_id, {}
 
-    start.click(submit_run, [run_name, *settings], [run_id, sent], api_visibility="private").then(
-        lambda rid, s, ly: follow_view(store, rid, s, ly, force=True), [run_id, sent, log_y], view,
-        api_visibility="private", show_progress="hidden")
+    # Start is disabled from the click until the submission is answered, so a double click (or an
+    # impatient second one while torch loads) queues one run; it comes back whatever the outcome.
+    submitted = start.click(lambda: gr.update(interactive=False, value="Starting…"), None, start, queue=False,
+                            api_visibility="private", show_progress="hidden").then(
+        submit_run, [run_name, *settings], [run_id, sent], api_visibility="private", show_progress="hidden")
+    submitted.then(lambda: gr.update(interactive=True, value="Start"), None, start, api_visibility="private",
+                   show_progress="hidden")
+    submitted.success(lambda rid, s, ly: follow_view(store, rid, s, ly, force=True), [run_id, sent, log_y], view,
+                      api_visibility="private", show_progress="hidden")
     timer.tick(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
                api_visibility="private", show_progress="hidden", concurrency_limit=None)
     log_y.change(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
@@ -363,10 +391,33 @@ def build(ctx):
     lr_timer.tick(lr_progress, lr_run, [lr_status, lr_plot, lr, lr_timer], api_visibility="private",
                   show_progress="hidden")
 
-    # --- a freshly opened page follows what is training (nothing is lost by closing the tab) ---
-    def on_load(ly):
+    # --- a freshly opened page follows what is training (nothing is lost by closing the tab), and
+    # its form shows that run's settings, so that what is on screen belongs together ---
+    form = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs, mixed_precision, seed]
+
+    def on_load(ly, current):
+        record = latest_run(store)
+        rid = record["id"] if record else None
+        if not rid:
+            return (None,) + (gr.skip(),) * 7 + (refresh_datasets(current),) + (gr.skip(),) * (len(form) - 1)
+        return (rid, *follow_view(store, rid, {}, ly, force=True), *form_from_config(ws, record.get("config") or {}))
+
+    def open_dataset(name):
+        """The form for a first run on `name`: its task and that task's defaults (Start here's
+        "Train this")."""
+        new = task_for_dataset(ws, name) or "classify"
+        size, batch, n_epochs, rate, freeze, finder = task_settings(new)
+        return (gr.update(choices=dataset_names(ws), value=name), new, size, batch, n_epochs, rate, freeze, finder)
+
+    def follow_active(ly):
+        """Follow the run that trains now (or the newest): Start here's "Watch it in Train"."""
         record = latest_run(store)
         rid = record["id"] if record else None
         return (rid, *follow_view(store, rid, {}, ly, force=True)) if rid else (None,) + (gr.skip(),) * 7
 
-    return SimpleNamespace(run_id=run_id, on_load=(on_load, [log_y], [run_id, *view]))
+    return SimpleNamespace(
+        run_id=run_id, follow_active=follow_active, follow_inputs=[log_y], follow_outputs=[run_id, *view], on_load=(on_load, [log_y, dataset], [run_id, *view, *form]),
+        # refreshed each time the tab is shown: datasets built since (in the Data tab) appear
+        on_show=(refresh_datasets, [dataset], [dataset]),
+        open_dataset=open_dataset, open_outputs=[dataset, task, *defaults_view],
+        form=form, form_from_config=lambda config: form_from_config(ws, config))

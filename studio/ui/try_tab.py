@@ -5,6 +5,8 @@ predicted classes, with a colour legend and an opacity slider; restore and gan: 
 side by side and on a slider; wgan: a grid drawn from a seed (same seed, same pictures); style:
 an uploaded photo stylised. Choosing a run shows only the inputs and outputs of its task.
 The views are plain functions of a loaded model, so they are tested without a browser."""
+from types import SimpleNamespace
+
 import gradio as gr
 import torch
 from PIL import Image
@@ -12,7 +14,8 @@ from PIL import Image
 from studio import inspect as insp
 from studio.ui.context import user_errors
 from studio.ui.data_tab import legend_html
-from studio.ui.inspect_tab import finished_runs, load
+from studio.ui.inspect_tab import load, run_list
+from studio.ui.pictures import picture_input
 
 TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
 BUTTON = {"classify": "Predict", "segment": "Segment", "restore": "Restore", "gan": "Restore",
@@ -90,25 +93,24 @@ def enlarged(value):
 
 def build(ctx):
     gr.Markdown("### Try a trained model")
-    with gr.Row():
-        run = gr.Dropdown(label="Run", choices=finished_runs(ctx, ("completed",)), value=None, scale=4,
-                          elem_id="try-run")
-        refresh = gr.Button("Refresh list", scale=1)
+    first = run_list(ctx, None, ("completed",))
+    run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"],
+                      elem_id="try-run")
     about = gr.Markdown("Choose a run.", elem_id="try-about")
     with gr.Row():
         with gr.Column():
-            picture = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture", height=300,
-                               elem_id="try-picture")
+            picture = picture_input(type="pil", sources=["upload", "webcam"], label="Picture", height=300,
+                                   elem_id="try-picture")
             k = gr.Slider(1, 10, 3, step=1, label="Top k", visible=False)
             opacity = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity", visible=False)
             seed = gr.Slider(0, 9999, 0, step=1, label="Seed", visible=False)
             count = gr.Slider(1, 32, 8, step=1, label="How many", visible=False)
-            go = gr.Button("Predict", variant="primary", elem_id="try-go")
+            go = gr.Button("Predict", variant="primary", elem_id="try-go", interactive=first["value"] is not None)
         with gr.Column():
             with gr.Group(visible=False) as classify_box:
                 label = gr.Label(label="Prediction", elem_id="try-label")
                 heat = gr.Image(type="pil", label="Heatmap", height=300, interactive=False, elem_id="try-heatmap")
-                heat_note = gr.Markdown()
+                heat_note = gr.Markdown(elem_id="try-heat-note")
             with gr.Group(visible=False) as segment_box:
                 seg_picture = gr.Image(type="pil", label="Predicted classes", height=300, interactive=False)
                 seg_legend = gr.HTML()
@@ -134,7 +136,7 @@ def build(ctx):
             task = load(ctx, run_id).task
             text = f"**{task}** run. {ABOUT.get(task, '')}"
         visible = shown_for(task) if task else {key: key == "picture" for key in {**inputs, **boxes}}
-        return ([text, gr.update(value=BUTTON.get(task, "Predict"))]
+        return ([text, gr.update(value=BUTTON.get(task, "Predict"), interactive=bool(task))]
                 + [gr.update(visible=visible[key]) for key in inputs]
                 + [gr.update(visible=visible[key]) for key in boxes])
 
@@ -161,9 +163,17 @@ def build(ctx):
             raise gr.Error(f"Trying {loaded.task} models is not available.", print_exception=False)
         return [enlarged(v) for v in values]
 
-    refresh.click(lambda: gr.update(choices=finished_runs(ctx, ("completed",))), outputs=run, api_name=False)
-    run.change(on_choose, run, [about, go] + list(inputs.values()) + list(boxes.values()), api_name=False)
+    choose_outputs = [about, go] + list(inputs.values()) + list(boxes.values())
+    run.change(on_choose, run, choose_outputs, api_name=False)
     try_inputs = [run, picture, k, opacity, seed, count]
-    go.click(on_try, try_inputs, outputs, api_name="try_model")
-    picture.upload(on_try, try_inputs, outputs, api_name=False)
+    # Each try first clears what the last one showed, so a refused picture leaves no stale answer
+    # (nor a heatmap note about the previous picture). Its refusal is the toast's one sentence:
+    # show_progress="hidden" keeps Gradio's red "Error" badges off the outputs.
+    cleared = [None, None, "", None, "", None, None, None, None]
+    go.click(lambda: cleared, None, outputs, queue=False, api_visibility="private", show_progress="hidden").then(
+        on_try, try_inputs, outputs, api_name="try_model", show_progress="hidden")
+    picture.upload(lambda: cleared, None, outputs, queue=False, api_visibility="private",
+                   show_progress="hidden").then(on_try, try_inputs, outputs, api_name=False, show_progress="hidden")
     seed.release(on_try, try_inputs, outputs, api_name=False)
+    # the list is rebuilt whenever the tab is shown or the page loads (app.py)
+    return SimpleNamespace(on_show=(lambda current: run_list(ctx, current, ("completed",)), [run], [run]))
