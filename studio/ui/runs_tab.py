@@ -89,7 +89,8 @@ def build(ctx):
             details = gr.Markdown(run_details(None))
             epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
                               interactive=False)
-            grid = gr.Image(label="Samples (input | prediction | target)", type="filepath", interactive=False)
+            grid = gr.Image(label="Samples (input | prediction | target)", type="filepath", interactive=False,
+                            alt_text="The chosen epoch's sample grid", buttons=["download", "fullscreen"])
             with gr.Row():  # each button is usable once a run is chosen (and resume only where it can)
                 resume = gr.Button("Resume", interactive=False)
                 delete = gr.Button("Delete…", variant="stop", interactive=False)

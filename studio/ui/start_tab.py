@@ -4,7 +4,9 @@ The bundled samples, each with a one-click "Train on ..." that opens the Train t
 it; every dataset of the workspace as a mosaic with its kind, picture count and size (a click
 opens Train with it); and the run in progress, if any, with a way to watch it. Lists are rebuilt
 whenever the page loads or this tab is shown (see app.py), so nothing here is frozen at start-up."""
+import base64
 import html
+import io
 from types import SimpleNamespace
 
 import gradio as gr
@@ -25,6 +27,16 @@ def card_caption(card) -> str:
     task = TASK_FOR_KIND.get(card["kind"])
     return (f"{card['name']} · {card['kind']} · {card['pictures']:,} pictures · {human_size(card['bytes'])}"
             + (f" → {task}" if task and task != card["kind"] else ""))
+
+
+def card_html(card) -> str:
+    """A sample's mosaic and caption as plain HTML (an <img> with alt text: no unnamed controls)."""
+    buffer = io.BytesIO()
+    card["mosaic"].save(buffer, format="PNG")
+    source = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    caption = html.escape(card_caption(card))
+    return (f"<figure style='margin:0;text-align:center'><img src='{source}' alt='pictures of {html.escape(card['name'])}'"
+            f" width='128' height='128' style='image-rendering:pixelated'><figcaption>{caption}</figcaption></figure>")
 
 
 def active_runs_html(records) -> str:
@@ -57,9 +69,7 @@ def build(ctx):
     with gr.Row():
         for name in samples:
             with gr.Column(min_width=200):
-                gr.Image(cards[name]["mosaic"], label=name, height=140, interactive=False, buttons=[],
-                         elem_id=f"start-mosaic-{name}")
-                gr.Markdown(card_caption(cards[name]))
+                gr.HTML(card_html(cards[name]), elem_id=f"start-card-{name}")
                 buttons[name] = gr.Button(f"Train on {name}", variant="primary", elem_id=f"start-train-{name}")
     gr.Markdown("### Datasets in this workspace (click one to train on it)")
     gallery = gr.Gallery(label="Datasets", columns=6, height="auto", allow_preview=False, object_fit="contain",

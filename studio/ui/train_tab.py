@@ -301,7 +301,8 @@ def build(ctx):
             with gr.Row():
                 metrics = gr.Dataframe(metrics_frame([]), label="Metrics per epoch", interactive=False, scale=1)
                 sample = gr.Image(label="Latest samples (input | prediction | target)", type="filepath",
-                                  interactive=False, scale=1, elem_id="train-sample")
+                                  interactive=False, scale=1, elem_id="train-sample",
+                                  alt_text="The latest epoch's sample grid", buttons=["download", "fullscreen"])
             log_box = gr.Textbox(label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False,
                                  elem_id="train-log")
     run_id = gr.State(None)

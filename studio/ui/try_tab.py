@@ -109,18 +109,18 @@ def build(ctx):
         with gr.Column():
             with gr.Group(visible=False) as classify_box:
                 label = gr.Label(label="Prediction", elem_id="try-label")
-                heat = gr.Image(type="pil", label="Heatmap", height=300, interactive=False, elem_id="try-heatmap")
+                heat = gr.Image(type="pil", label="Heatmap", height=300, interactive=False, alt_text="Where the model looked", elem_id="try-heatmap")
                 heat_note = gr.Markdown(elem_id="try-heat-note")
             with gr.Group(visible=False) as segment_box:
-                seg_picture = gr.Image(type="pil", label="Predicted classes", height=300, interactive=False)
+                seg_picture = gr.Image(type="pil", label="Predicted classes", height=300, interactive=False, alt_text="The picture tinted by predicted class")
                 seg_legend = gr.HTML()
             with gr.Group(visible=False) as before_after_box:
                 slider = gr.ImageSlider(type="pil", label="Before / after (drag)", interactive=False)
-                pair = gr.Image(type="pil", label="Before | after", height=300, interactive=False)
+                pair = gr.Image(type="pil", label="Before | after", height=300, interactive=False, alt_text="Before and after, side by side")
             with gr.Group(visible=False) as generate_box:
-                drawn = gr.Image(type="pil", label="Drawn from the seed", height=360, interactive=False)
+                drawn = gr.Image(type="pil", label="Drawn from the seed", height=360, interactive=False, alt_text="Pictures drawn from the seed")
             with gr.Group(visible=False) as style_box:
-                styled = gr.Image(type="pil", label="Stylised", height=360, interactive=False)
+                styled = gr.Image(type="pil", label="Stylised", height=360, interactive=False, alt_text="The picture in the learned style")
 
     inputs = {"picture": picture, "k": k, "opacity": opacity, "seed": seed, "count": count}
     boxes = {"classify": classify_box, "segment": segment_box, "before_after": before_after_box,
