@@ -99,11 +99,12 @@ def main(argv=None) -> int:
     installed = install_samples(ctx.workspace)
     if installed:
         print(f"darkroom: installed the sample datasets {', '.join(installed)} into {ctx.workspace.datasets_dir}")
-    threading.Thread(target=warm_up_trainers, daemon=True, name="warm-up").start()
-
     from studio.ui import build_app
 
     demo = build_app(ctx)
+    # Only after the build: two threads importing torchvision at once meet its package's import
+    # cycle half done ("cannot import name 'InterpolationMode' from partially initialized module").
+    threading.Thread(target=warm_up_trainers, daemon=True, name="warm-up").start()
     share = args.share and share_server_reachable()
     ctx.jobs.start_background()
     try:
