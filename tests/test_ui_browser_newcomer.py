@@ -141,7 +141,10 @@ def test_a_text_file_named_png_in_try_is_one_sentence_and_clears_the_old_answer(
     fake.write_text("this is not a picture\n")
     page.locator("#try-picture input[type=file]").set_input_files(str(fake))
     toast = page.get_by_text(re.compile(r"'notes.png' is not a picture that can be opened"))
-    toast.first.wait_for()
+    try:
+        toast.first.wait_for()
+    finally:
+        page.screenshot(path=str(shots / "try-not-a-picture.png"))
     page.screenshot(path=str(shots / "try-not-a-picture.png"))
     text = page.locator(".toast-body").filter(visible=True).all_inner_texts()
     assert len(text) == 1, text  # one message

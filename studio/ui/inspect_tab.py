@@ -11,7 +11,7 @@ import gradio as gr
 from studio import inspect as insp
 from studio.checkpoints import cached_checkpoint
 from studio.ui.context import user_errors
-from studio.ui.pictures import picture_input
+from studio.ui.pictures import PictureInput
 
 WITH_CHECKPOINT = ("completed", "stopped", "interrupted")
 
@@ -48,9 +48,9 @@ def build(ctx):
     gr.Markdown("### Inspect a trained model")
     first = run_list(ctx)
     with gr.Row(equal_height=True):
-        run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"], scale=4,
+        run = gr.Dropdown(label="Run", choices=first["choices"], value=None, info=first["info"], scale=4,
                           elem_id="inspect-run")
-        open_button = gr.Button("Open", variant="primary", scale=1, interactive=first["value"] is not None,
+        open_button = gr.Button("Open", variant="primary", scale=1, interactive=False,
                                 elem_id="inspect-open")
     summary = gr.Dataframe(headers=["layer", "type", "output shape", "parameters", "trainable"],
                            label="Model summary", max_height=300)
@@ -61,7 +61,7 @@ def build(ctx):
         stats_note = gr.Markdown()
     gr.Markdown("#### Heatmaps and feature maps")
     with gr.Row():
-        picture = picture_input(type="pil", sources=["upload", "webcam"], label="Picture", height=260)
+        picture = PictureInput(type="pil", sources=["upload", "webcam"], label="Picture", height=260)
         result = gr.Image(type="pil", label="Heatmap", height=260, interactive=False)
         features = gr.Image(type="pil", label="Strongest feature maps", height=260, interactive=False)
     with gr.Row():

@@ -2,11 +2,9 @@
 
 gr.Image opens an upload with PIL before the handler runs; a text file named .png then fails
 inside Gradio with "Could not preprocess input component at index 1 ..." and server temp paths.
-picture_input() is a gr.Image whose preprocess turns that failure into a gr.Error naming the
-file by the name the person gave it. (The instance's method is wrapped rather than gr.Image
-subclassed: Gradio's component metaclass writes a .pyi file beside any subclass's source.)"""
-import functools
-
+PictureInput is gr.Image (the same front end: is_template) whose preprocess turns that failure
+into a gr.Error naming the file by the name the person gave it. Gradio's component metaclass
+writes a typing stub, pictures.pyi, beside this file on import (ignored by git)."""
 import gradio as gr
 
 READABLE = "PNG, JPEG, WebP, BMP or GIF"
@@ -17,18 +15,13 @@ def unreadable_sentence(name) -> str:
     return f"{shown} is not a picture that can be opened ({READABLE}): choose another file."
 
 
-def picture_input(**kwargs) -> gr.Image:
-    image = gr.Image(**kwargs)
-    plain = image.preprocess
+class PictureInput(gr.Image):
+    is_template = True  # rendered by the front end as a plain gr.Image
 
-    @functools.wraps(plain)
-    def preprocess(payload):
+    def preprocess(self, payload):
         try:
-            return plain(payload)
+            return super().preprocess(payload)
         except gr.Error:
             raise
         except Exception:  # PIL's UnidentifiedImageError, a truncated file, ...
             raise gr.Error(unreadable_sentence(getattr(payload, "orig_name", None)), print_exception=False) from None
-
-    image.preprocess = preprocess
-    return image

@@ -54,14 +54,14 @@ def stop_demo(run_id) -> bool:
 def build(ctx):
     gr.Markdown("### Share a trained model")
     first = run_list(ctx, None, ("completed",))
-    run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"],
+    run = gr.Dropdown(label="Run", choices=first["choices"], value=None, info=first["info"],
                       elem_id="share-run")
     with gr.Row():
         share = gr.Checkbox(label="Public share link (needs internet)", value=False)
         user = gr.Textbox(label="Username (optional)")
         password = gr.Textbox(label="Password (optional)", type="password")
     with gr.Row():
-        can = first["value"] is not None  # nothing to export or serve before a run completes
+        can = False  # until a run is chosen (the page's load chooses the newest)
         export_button = gr.Button("Export bundle only", interactive=can)
         start = gr.Button("Start demo", variant="primary", interactive=can, elem_id="share-start")
         stop = gr.Button("Stop demo", variant="stop", interactive=can)

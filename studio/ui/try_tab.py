@@ -15,7 +15,7 @@ from studio import inspect as insp
 from studio.ui.context import user_errors
 from studio.ui.data_tab import legend_html
 from studio.ui.inspect_tab import load, run_list
-from studio.ui.pictures import picture_input
+from studio.ui.pictures import PictureInput
 
 TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
 BUTTON = {"classify": "Predict", "segment": "Segment", "restore": "Restore", "gan": "Restore",
@@ -93,19 +93,21 @@ def enlarged(value):
 
 def build(ctx):
     gr.Markdown("### Try a trained model")
+    # The list is filled, and its newest run chosen, when the page loads (app.py): choosing it then
+    # is a change, which shows that run's inputs; a value given here would not be.
     first = run_list(ctx, None, ("completed",))
-    run = gr.Dropdown(label="Run", choices=first["choices"], value=first["value"], info=first["info"],
+    run = gr.Dropdown(label="Run", choices=first["choices"], value=None, info=first["info"],
                       elem_id="try-run")
     about = gr.Markdown("Choose a run.", elem_id="try-about")
     with gr.Row():
         with gr.Column():
-            picture = picture_input(type="pil", sources=["upload", "webcam"], label="Picture", height=300,
+            picture = PictureInput(type="pil", sources=["upload", "webcam"], label="Picture", height=300,
                                    elem_id="try-picture")
             k = gr.Slider(1, 10, 3, step=1, label="Top k", visible=False)
             opacity = gr.Slider(0, 1, 0.5, step=0.05, label="Opacity", visible=False)
             seed = gr.Slider(0, 9999, 0, step=1, label="Seed", visible=False)
             count = gr.Slider(1, 32, 8, step=1, label="How many", visible=False)
-            go = gr.Button("Predict", variant="primary", elem_id="try-go", interactive=first["value"] is not None)
+            go = gr.Button("Predict", variant="primary", elem_id="try-go", interactive=False)
         with gr.Column():
             with gr.Group(visible=False) as classify_box:
                 label = gr.Label(label="Prediction", elem_id="try-label")
