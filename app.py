@@ -1,5 +1,5 @@
 """Darkroom's studio: `python app.py [--workspace DIR] [--host 127.0.0.1] [--port N] [--share]
-[--auth USER:PASSWORD] [--max-runs N] [--max-upload SIZE]`, then open the printed address in a browser.
+[--auth USER:PASSWORD] [--max-runs N] [--max-upload SIZE] [--runner local|ray://HOST:PORT]`, then open the printed address in a browser.
 
 Runs train in their own processes and keep going when the studio stops; started again on the
 same workspace, the studio finds them (see studio/jobs.py). With --share the studio is open to
@@ -30,9 +30,20 @@ def parse_args(argv=None):
                    help="runs that train at the same time (default: one per GPU, one on the CPU)")
     p.add_argument("--max-upload", default=MAX_UPLOAD, metavar="SIZE",
                    help=f"largest file a browser may upload, e.g. 500mb (default {MAX_UPLOAD})")
+    p.add_argument("--runner", default="local", metavar="local|ray://HOST:PORT",
+                   help="where runs train: local processes (default), or jobs on a Ray cluster given by its Ray "
+                        "Client address ray://HOST:10001, its dashboard http://HOST:8265 or its address HOST:6379 "
+                        "(README: Train on a Ray cluster)")
+    p.add_argument("--run-gpus", type=float, default=0, metavar="N",
+                   help="with a Ray runner: GPUs each run asks of the cluster (default 0: CPU)")
+    p.add_argument("--report-address", default=None, metavar="HOST[:PORT]",
+                   help="with a Ray runner: where the cluster's workers reach this studio (default: this "
+                        "machine's address towards the cluster, any free port)")
     args = p.parse_args(argv)
     if args.auth is not None and (":" not in args.auth or not args.auth.split(":", 1)[0] or not args.auth.split(":", 1)[1]):
         p.error("--auth takes USER:PASSWORD, both non-empty, e.g. --auth ada:secret")
+    if args.report_address is not None and not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?", args.report_address):
+        p.error(f"--report-address takes HOST or HOST:PORT, not {args.report_address!r}")
     if args.max_runs is not None and args.max_runs < 1:
         p.error("--max-runs must be 1 or more")
     if not re.fullmatch(r"[1-9][0-9]*(b|kb|mb|gb|tb)", args.max_upload.strip().lower()):
@@ -41,12 +52,22 @@ def parse_args(argv=None):
     return args
 
 
+def make_runner(args):
+    """None for local runs, else a RayRunner for --runner's address (Ray is imported only then)."""
+    from studio.ray_runner import RayRunner, is_local
+
+    if is_local(args.runner):
+        return None
+    host, _, port = (args.report_address or "").partition(":")
+    return RayRunner(args.runner, run_gpus=args.run_gpus, report_host=host or None, report_port=int(port or 0))
+
+
 def open_context(args):
     """The StudioContext for these options; a shared studio is marked so the tabs can refuse what
     a public visitor must not do (read folders of this machine)."""
     from studio.ui.context import StudioContext
 
-    return StudioContext.open(args.workspace, slots=args.max_runs, shared=args.share)
+    return StudioContext.open(args.workspace, slots=args.max_runs, shared=args.share, runner=make_runner(args))
 
 
 def launch_options(args, ctx, share: bool) -> dict:
@@ -95,7 +116,13 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(ROOT))
     from studio.datasets.samples import install_samples
 
-    ctx = open_context(args)
+    from studio.ray_runner import ClusterError
+
+    try:
+        ctx = open_context(args)
+    except ClusterError as e:
+        print(f"darkroom: {e}", file=sys.stderr)
+        return 2
     installed = install_samples(ctx.workspace)
     if installed:
         print(f"darkroom: installed the sample datasets {', '.join(installed)} into {ctx.workspace.datasets_dir}")

@@ -5,8 +5,13 @@ second studio on the same workspace) sees the runs an earlier one started, by th
 and heartbeat, and neither starts them twice nor loses them. Closing the studio leaves
 runs going; a run whose process is gone is marked `interrupted` and can resume from its
 last checkpoint.
+
+Where runs go is the runner's business: local processes (the default), or jobs on a Ray
+cluster (studio/ray_runner.py, when the studio is started with --runner). A run's record says
+which (`job` for a cluster run), and the store, statuses and actions are the same for both.
 """
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -81,10 +86,11 @@ def _exit_reason(code: int) -> str:
 
 
 class Jobs:
-    def __init__(self, workspace, store: Store, slots: int | None = None):
+    def __init__(self, workspace, store: Store, slots: int | None = None, runner=None):
         self.ws = workspace if isinstance(workspace, Workspace) else Workspace.open(workspace)
         self.store = store
         self._slots = slots
+        self.runner = runner  # None: local processes; a started RayRunner: jobs on its cluster
         self._gpus = None
         self._procs = {}  # run_id -> Popen, for the workers this object started
         self._lock = threading.RLock()
@@ -96,14 +102,14 @@ class Jobs:
     @property
     def gpus(self) -> int:
         if self._gpus is None:
-            self._gpus = gpu_count()
+            self._gpus = 0 if self.runner is not None else gpu_count()  # a cluster places GPUs itself
         return self._gpus
 
     @property
     def slots(self) -> int:
         """One run per GPU; one at a time on the CPU (two would only slow each other)."""
         if self._slots is None:
-            self._slots = max(self.gpus, 1)
+            self._slots = self.runner.default_slots if self.runner is not None else max(self.gpus, 1)
         return self._slots
 
     # --- new runs ----------------------------------------------------------------
@@ -212,6 +218,9 @@ class Jobs:
         for record in self.store.list_runs():
             if record["status"] != "running":
                 continue
+            if record.get("job"):
+                self._judge_job(record, trust_staleness)
+                continue
             run_id, pid = record["id"], record.get("pid")
             # A run queued again keeps its old heartbeat: count from its new start as well.
             last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
@@ -229,10 +238,35 @@ class Jobs:
             if dead:
                 self._mark_gone(run_id, reason)
 
+    def _judge_job(self, record: dict, trust_staleness: bool) -> None:
+        """A run on the cluster is dead when its job has ended without the worker ending the
+        run (a lost node ends the job), or when it has stopped beating while its job runs."""
+        if self.runner is None:
+            return  # a studio started without the cluster cannot ask about it: leave the run as it is
+        run_id, job = record["id"], record["job"]
+        state = self.runner.job_state(job)
+        if state is None:
+            return  # the cluster does not answer now: judge on a later poll
+        if state["node"] and record.get("node") != state["node"]:
+            self.store.update_run(run_id, node=state["node"])
+        if state["status"] == "PENDING":
+            # Waiting for a node with the devices it asked for: it has not started to beat yet.
+            self.store.update_run(run_id, started=time.time())
+            return
+        if state["status"] != "RUNNING":
+            detail = f": {state['message']}" if state["message"] else ""
+            self._mark_gone(run_id, f"Its Ray job {job} ended ({state['status'].lower()}{detail})")
+            return
+        last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
+        if trust_staleness and time.time() - last > STALE_S:
+            self.runner.stop(job)
+            self._mark_gone(run_id, f"Its Ray job {job} sent no heartbeat for {time.time() - last:.0f} s and was stopped")
+
     def _mark_gone(self, run_id: str, reason: str) -> None:
         # A run that was asked to stop and then died counts as stopped, not interrupted.
         status = "stopped" if self.store.stop_requested(run_id) else "interrupted"
-        self.store.transition(run_id, status, error=reason + "; resume to continue from the last checkpoint.")
+        if self.store.transition(run_id, status, error=reason + "; resume to continue from the last checkpoint."):
+            self.store.set_report_token(run_id, None)  # a cluster worker of this attempt may no longer write
 
     def _start_queued(self) -> None:
         claimed, slots = [], self.slots  # counting GPUs imports torch: not inside the lock
@@ -249,6 +283,8 @@ class Jobs:
             self._launch(run_id, slot)
 
     def _launch(self, run_id: str, slot: int) -> None:
+        if self.runner is not None:
+            return self._launch_job(run_id)
         run_dir = self.ws.run_dir(run_id)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         if self.gpus > 0:
@@ -265,6 +301,17 @@ class Jobs:
             return
         self._procs[run_id] = proc
         self.store.update_run(run_id, pid=proc.pid)
+
+    def _launch_job(self, run_id: str) -> None:
+        token = secrets.token_urlsafe(32)  # this attempt's right to report (studio/report_server.py)
+        self.store.set_report_token(run_id, token)
+        try:
+            job = self.runner.launch(run_id, self.store.get_run(run_id), token)
+        except Exception as e:
+            self.store.set_report_token(run_id, None)
+            self.store.transition(run_id, "failed", error=f"Could not submit the run to the Ray cluster: {e}")
+            return
+        self.store.update_run(run_id, job=job, node=None)
 
     # --- actions on one run ------------------------------------------------------------
     def stop(self, run_id: str, grace: float = 10) -> None:
@@ -287,22 +334,30 @@ class Jobs:
             record = self.store.get_run(run_id)
             if record is None or record["status"] != "running":
                 return
-            pid = record.get("pid")
+            pid, job = record.get("pid"), record.get("job")
             waited = time.monotonic() - began
             if waited >= grace:
                 break
-            if pid and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
+            if job and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
+                if self.runner is not None:
+                    self.runner.stop(job)  # Ray: SIGTERM to the job's processes, SIGKILL later
+                sent_term = True
+            elif pid and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
                 self._kill(run_id, pid, signal.SIGTERM)
                 sent_term = True
             time.sleep(0.2)
-        if pid:
+        if job:
+            if self.runner is not None:
+                self.runner.stop(job)
+        elif pid:
             self._kill(run_id, pid, signal.SIGKILL)
             for _ in range(50):
                 if not process_alive(pid, run_id):
                     break
                 time.sleep(0.1)
-        self.store.transition(run_id, "stopped", error=(
-            f"It did not stop within {grace:g} s and was killed; its last checkpoint is kept."))
+        if self.store.transition(run_id, "stopped", error=(
+                f"It did not stop within {grace:g} s and was killed; its last checkpoint is kept.")):
+            self.store.set_report_token(run_id, None)
 
     def _kill(self, run_id: str, pid: int, sig) -> None:
         """SIGTERM to the worker alone (it then stops cleanly); SIGKILL to its whole session,
@@ -334,7 +389,7 @@ class Jobs:
             raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
                            "finished); clone it to start again.")
         self._checked(record["config"])  # the dataset may have gone since
-        if not self.store.transition(run_id, "queued", resume=True):
+        if not self.store.transition(run_id, "queued", resume=True, job=None, node=None):
             raise JobError("The run changed meanwhile; look again.")
 
     def delete(self, run_id: str) -> None:

@@ -156,7 +156,7 @@ class Store:
             if meta:
                 for i in range(meta["chunks"]):
                     self.cache.delete(self._k("loss", run_id, i), retry=True)
-            for kind in ("run", "version", "epochs", "samples", "log", "beat", "stop"):
+            for kind in ("run", "version", "epochs", "samples", "log", "beat", "stop", "token"):
                 self.cache.delete(self._k(kind, run_id), retry=True)
             self.cache.delete(self._k("loss", run_id, "meta"), retry=True)
             self._set("runs", [i for i in self.cache.get("runs", []) if i != run_id])
@@ -296,3 +296,14 @@ class Store:
     def clear_stop(self, run_id) -> None:
         self.cache.delete(self._k("stop", run_id), retry=True)
         self._touch(run_id)
+
+    # --- cluster workers (studio/report_server.py) ------------------------------------
+    def set_report_token(self, run_id, token: str | None) -> None:
+        """The secret of a run's current attempt on a cluster; None ends every attempt's right to report."""
+        if token is None:
+            self.cache.delete(self._k("token", run_id), retry=True)
+        else:
+            self._set(self._k("token", run_id), str(token))
+
+    def report_token(self, run_id) -> str | None:
+        return self.cache.get(self._k("token", run_id))

@@ -7,11 +7,13 @@ record from the store, trains through `trainers`, and reports into the store.
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
 
+from .remote_store import RemoteStore, ReportRefused
 from .store import Store
 from .workspace import Workspace
 
@@ -148,6 +150,11 @@ class Heartbeat(threading.Thread):
         while not self.done.is_set():
             try:
                 self.store.heartbeat(self.run_id)
+            except ReportRefused:
+                # A cluster worker whose run was marked interrupted (and maybe resumed on
+                # another node) must not train on beside the new attempt.
+                print("darkroom worker: the studio ended this attempt of the run; exiting.", file=sys.stderr, flush=True)
+                os._exit(3)
             except Exception:  # a busy disk now and then must not end the run
                 pass
             self.done.wait(HEARTBEAT_S)
@@ -170,9 +177,26 @@ def claim(store: Store, record: dict) -> bool:
     return False
 
 
+def open_store(workspace_dir, run_id: str):
+    """(workspace, store). On a Ray cluster the worker reports through the studio's endpoint
+    and never opens the store file (see studio/report_server.py); the workspace itself must be
+    mounted on this node at the studio's path, which is checked before anything is written."""
+    remote = RemoteStore.from_env(run_id)
+    if remote is None:
+        ws = Workspace.open(workspace_dir)
+        return ws, Store(ws.store_dir)
+    ws = Workspace(workspace_dir)
+    if not (ws.datasets_dir.is_dir() and ws.runs_dir.is_dir()):
+        message = (f"This node ({socket.gethostname()}) cannot see the workspace {ws.root}: mount it at the "
+                   "same path on every node of the cluster.")
+        remote.append_log(run_id, "failed: " + message)
+        remote.transition(run_id, "failed", error=message)
+        raise SystemExit(2)
+    return ws, remote
+
+
 def run(workspace_dir, run_id: str) -> int:
-    ws = Workspace.open(workspace_dir)
-    store = Store(ws.store_dir)
+    ws, store = open_store(workspace_dir, run_id)
     record = store.get_run(run_id)
     if record is None:
         print(f"No run {run_id!r} in {ws.store_dir}", file=sys.stderr)

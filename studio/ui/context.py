@@ -24,10 +24,14 @@ class StudioContext:
     shared: bool = False
 
     @classmethod
-    def open(cls, root=None, slots=None, shared: bool = False) -> "StudioContext":
+    def open(cls, root=None, slots=None, shared: bool = False, runner=None) -> "StudioContext":
+        """`runner`: None for local processes, or a RayRunner not yet started (started here,
+        which checks that every node of the cluster sees the workspace)."""
         workspace = Workspace.open(root)
         store = Store(workspace.store_dir)
-        return cls(workspace, store, Jobs(workspace, store, slots=slots), shared=bool(shared))
+        if runner is not None:
+            runner.start(workspace, store)
+        return cls(workspace, store, Jobs(workspace, store, slots=slots, runner=runner), shared=bool(shared))
 
 
 def is_shared(ctx) -> bool:
