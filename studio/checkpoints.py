@@ -1,8 +1,9 @@
 """A run's checkpoint as a model ready to use: the network, its preprocessing, its labels.
 
-Every task's finished run loads: classify (ResNet), segment and restore (U-Net), gan (its
-generator, a restore U-Net), wgan (the generator that draws from noise), style (the Johnson
-feed-forward network; a Gatys run optimised one picture and has no network, which is said).
+Every task's finished run loads: the task builds its network from the checkpoint's config and
+info (Task.model_from_checkpoint), or says why it has none (Task.checkpoint_problem). What a
+model answers (classes, an overlay, before/after, drawings, a stylised photo) follows the
+task's Try view (Task.try_view), so nothing here names a task.
 
 Gradio serves requests on several threads at once, and an inspection adds hooks and turns
 off in-place activations for a moment: every use of a loaded model goes through its lock
@@ -16,10 +17,9 @@ import torch
 from PIL import Image
 
 from trainers.augment import valid_transform
-from trainers.models import ResNetClassifier
 
 
-MAX_GENERATED = 64  # pictures per wgan draw
+MAX_GENERATED = 64  # pictures per draw from noise
 
 
 class CheckpointError(ValueError):
@@ -34,6 +34,16 @@ class LoadedModel:
     config: dict
     path: Path
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    @property
+    def kind(self):
+        """The registry's Task of this run: what it shows in Try, exports, inspections."""
+        from trainers.tasks import get_task
+        return get_task(self.task)
+
+    def _needs(self, view: str, what: str):
+        if self.kind.try_view != view:
+            raise CheckpointError(f"This is a {self.task} model; {what}.")
 
     @property
     def classes(self) -> list:
@@ -72,16 +82,15 @@ class LoadedModel:
 
     def probabilities(self, image: Image.Image) -> list:
         """[(class, probability)] from most to least likely (classify runs)."""
-        if self.task != "classify":
-            raise CheckpointError(f"This is a {self.task} model; class probabilities need a classify run.")
+        self._needs("classes", "class probabilities need a classifier's run")
         probs = self.forward(self.preprocess(image)).softmax(1)[0]
         order = probs.argsort(descending=True).tolist()
         return [(self.classes[i], float(probs[i])) for i in order]
 
     def model_input(self, image: Image.Image | None = None) -> torch.Tensor:
-        """What the network takes: seeded noise (seed 0) for a wgan generator, which draws from
-        noise and ignores any picture; else the picture, preprocessed, or a blank one when None."""
-        if self.task == "wgan":
+        """What the network takes: seeded noise (seed 0) for a generator that draws from noise
+        and ignores any picture; else the picture, preprocessed, or a blank one when None."""
+        if self.kind.try_view == "drawn":
             return self.model.noise(1, torch.Generator().manual_seed(0))
         if image is None:
             size = self.input_size()
@@ -91,8 +100,7 @@ class LoadedModel:
     def restored(self, image: Image.Image) -> tuple:
         """(before, after) for restore and gan runs: the crop the model sees (scaled to the output
         size for super-resolution, so the two line up) and the model's output."""
-        if self.task not in ("restore", "gan"):
-            raise CheckpointError(f"This is a {self.task} model; before/after needs a restore or gan run.")
+        self._needs("before_after", "before/after needs a restoring run (restore or gan)")
         from trainers.grid import to_pil
         after = to_pil(self.forward(self.preprocess(image))[0].clamp(0, 1))
         return self.shown(image).resize(after.size, Image.BICUBIC), after
@@ -100,8 +108,7 @@ class LoadedModel:
     def generate(self, seed: int, count: int) -> list:
         """`count` pictures drawn by a wgan generator from seeded noise: the same seed always
         gives the same pictures (eval mode: each depends on its own latent point only)."""
-        if self.task != "wgan":
-            raise CheckpointError(f"This is a {self.task} model; drawing from noise needs a wgan run.")
+        self._needs("drawn", "drawing from noise needs a generator's run (wgan)")
         from trainers.grid import to_pil
         count = int(count)
         if not 1 <= count <= MAX_GENERATED:
@@ -112,8 +119,7 @@ class LoadedModel:
     def stylise(self, image: Image.Image, max_side: int = 512) -> Image.Image:
         """The photo in the run's style, its longer side at most `max_side` pixels (the network is
         fully convolutional: any size works; the cap keeps a CPU answer quick)."""
-        if self.task != "style":
-            raise CheckpointError(f"This is a {self.task} model; stylising needs a style run.")
+        self._needs("stylised", "stylising needs a style run")
         from trainers.grid import to_pil
         from trainers.tasks.style import image_tensor
         image = image.convert("RGB")
@@ -132,25 +138,13 @@ def checkpoint_path(run_dir, which: str = "best") -> Path:
 
 def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
     """The same network the task trained, with no pretrained download (weights come next)."""
-    arch = config.get("arch", "resnet18")
-    extra = config.get("extra") or {}
-    if task == "classify":
-        return ResNetClassifier(arch, len(info["classes"]), pretrained=False)
-    if task == "segment":
-        from trainers.models.unet import UNet
-        return UNet(arch, n_out=len(info["codes"]), pretrained=False, blur=extra.get("blur", False),
-                    self_attention=extra.get("self_attention", False))
-    if task in ("restore", "gan"):  # a gan's generator is its restore run's U-Net; info["unet"] says how
-        from trainers.tasks.restore import checkpoint_unet_settings, restore_unet
-        return restore_unet(info.get("arch", arch), int(info.get("scale", 1)), info["mean"], info["std"],
-                            checkpoint_unet_settings(info, extra))
-    if task == "wgan":
-        from trainers.models.gan import Generator
-        return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))
-    if task == "style":
-        from trainers.models.style_net import StyleNet
-        return StyleNet(int(info.get("width", 32)), int(info.get("residual_blocks", 5)))
-    raise CheckpointError(f"Runs of the {task!r} task cannot be loaded here yet.")
+    from trainers.errors import ConfigError
+    from trainers.tasks import get_task
+
+    try:
+        return get_task(task).model_from_checkpoint(config, info)
+    except ConfigError as e:
+        raise CheckpointError(str(e))
 
 
 def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
@@ -160,11 +154,9 @@ def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
     except Exception as e:
         raise CheckpointError(f"Cannot read the checkpoint {path}: {type(e).__name__}: {e}")
     task = state.get("task") or (state.get("config") or {}).get("task")
-    if task == "style" and (state.get("info") or {}).get("mode") == "gatys":
-        raise CheckpointError(
-            "This style run used Gatys' method: it optimised the pixels of one picture and has no network "
-            "to apply to other photos. Its picture is result.png in the run folder; to stylise any photo, "
-            "train a style run in network mode.")
+    problem = _task_problem(task, state.get("info") or {})
+    if problem:
+        raise CheckpointError(problem)
     if not task or "model" not in state:
         raise CheckpointError(f"{path} is not a Darkroom checkpoint (no task or model weights in it).")
     info, config = dict(state.get("info") or {}), dict(state.get("config") or {})
@@ -172,6 +164,13 @@ def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
     model.load_state_dict(state["model"])
     model.eval()
     return LoadedModel(model=model, task=task, info=info, config=config, path=path)
+
+
+def _task_problem(task, info) -> str:
+    from trainers.tasks import TASKS
+
+    found = TASKS.get(task) if isinstance(task, str) else None
+    return found.checkpoint_problem(info) if found else ""
 
 
 _cache: dict = {}

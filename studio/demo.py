@@ -48,6 +48,9 @@ class Bundle:
         except Exception as e:
             raise DemoError(f"Cannot read the bundle in {self.folder}: {type(e).__name__}: {e}")
         self.task = self.meta.get("task")
+        # What the output is: the exporter writes it; older bundles say it by their labels.
+        self.view = self.meta.get("view") or ("classes" if "classes" in self.meta else
+                                              "overlay" if "codes" in self.meta else "before_after")
         self.lock = threading.Lock()
 
     def preprocess(self, image):
@@ -63,15 +66,16 @@ class Bundle:
             return self.model(x).float()
 
     def predict(self, image):
-        """classify: {class: probability}; segment: overlay picture; restore: restored picture."""
+        """classes: {class: probability}; overlay: the picture tinted by class; before_after:
+        the restored picture."""
         if image is None:
             raise DemoError("Upload a picture (or take one with the webcam) first.")
         out = self.run(self.preprocess(image))
-        if self.task == "classify":
+        if self.view == "classes":
             probs = out.softmax(1)[0]
             return {c: float(p) for c, p in zip(self.meta["classes"], probs)}
         from PIL import Image
-        if self.task == "segment":
+        if self.view == "overlay":
             import numpy as np
             size = int(self.meta["input_size"])
             shown = _centre_crop(image.convert("RGB"), size)
@@ -79,7 +83,7 @@ class Bundle:
                                                           for i in range(out.shape[1])], dtype=np.uint8)
             mask = Image.fromarray(table[out.argmax(1)[0].numpy()], "RGB")
             return Image.blend(shown, mask, 0.5)
-        if self.task == "restore":
+        if self.view == "before_after":
             pixels = (out[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
             return Image.fromarray(pixels, "RGB")
         raise DemoError(f"The demo does not serve {self.task!r} models.")
@@ -104,12 +108,12 @@ def build_demo(bundle: Bundle):
             raise gr.Error(str(e), print_exception=False)
 
     image = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture")
-    if bundle.task == "classify":
+    if bundle.view == "classes":
         output = gr.Label(num_top_classes=min(5, len(bundle.meta["classes"])), label="Prediction")
     else:
         output = gr.Image(type="pil", label="Result")
     title = f"Darkroom demo: {bundle.task}" + (f" ({', '.join(bundle.meta['classes'][:6])})"
-                                               if bundle.task == "classify" else "")
+                                               if bundle.view == "classes" else "")
     return gr.Interface(fn=predict, inputs=image, outputs=output, api_name="predict", title=title,
                         flagging_mode="never")
 

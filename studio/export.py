@@ -31,16 +31,23 @@ def metadata(loaded: LoadedModel) -> dict:
             "input": "RGB, shorter side resized to input_size then centre-cropped, scaled to [0, 1], "
                      "then (x - mean) / std; shape (N, 3, input_size, input_size)",
             "files": {"torchscript": "model.pt"}}
-    if loaded.task == "classify":
+    # What the output is follows the task's Try view; the demo reads "view" to show it.
+    meta["view"] = view = loaded.kind.try_view
+    if view == "classes":
         meta["classes"] = loaded.classes
         meta["output"] = "logits (N, classes); softmax gives probabilities"
-    elif loaded.task == "segment":
+    elif view == "overlay":
         meta.update(codes=list(info["codes"]), void=info.get("void"), palette=info.get("palette"))
         meta["output"] = "logits (N, codes, H, W); argmax over dim 1 gives the code index per pixel"
-    elif loaded.task == "restore":
+    elif view == "before_after":
         meta["scale"] = int(info.get("scale", 1))
         meta["output"] = "image (N, 3, H*scale, W*scale) in [0, 1]"
     return meta
+
+
+def exportable_tasks() -> list:
+    from trainers.tasks import TASKS
+    return [name for name, task in TASKS.items() if task.exports]
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -57,18 +64,16 @@ def onnx_available() -> bool:
         return False
 
 
-EXPORTABLE_TASKS = ("classify", "segment", "restore")
-
-
 def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
     """Write the bundle; returns {"dir", "files", "onnx": "written" or the reason it was skipped}."""
     try:
         loaded = load_checkpoint(run_dir, which)
     except CheckpointError as e:
         raise ExportError(str(e))
-    if loaded.task not in EXPORTABLE_TASKS:
-        # A generator from noise or a style network takes other inputs than the demo's one picture.
-        raise ExportError(f"Bundles and demos are made for classify, segment and restore runs; this is a "
+    if not loaded.kind.exports:  # Task.exports: e.g. a generator from noise takes no picture
+        names = exportable_tasks()
+        listed = ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else "".join(names)
+        raise ExportError(f"Bundles and demos are made for {listed} runs; this is a "
                           f"{loaded.task} run. Use it in the Try tab.")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -59,8 +59,14 @@ def layer_choices(loaded: LoadedModel) -> list:
 
 
 def is_classifier(loaded: LoadedModel) -> bool:
-    """Runs with a labelled validation set: confusion matrix, most confused and top losses."""
-    return loaded.task == "classify"
+    """Runs with a labelled validation set: confusion matrix, most confused and top losses
+    (the task lists "interpretation" among its inspections)."""
+    return "interpretation" in loaded.kind.inspections
+
+
+def _interpreted_tasks() -> list:
+    from trainers.tasks import TASKS
+    return [name for name, task in TASKS.items() if "interpretation" in task.inspections]
 
 
 def heatmap_classes(loaded: LoadedModel) -> list:
@@ -129,7 +135,8 @@ def strongest_feature_maps(loaded: LoadedModel, image: Image.Image, layer: str, 
 def validation_predictions(loaded: LoadedModel, limit: int = 2000) -> dict:
     """Predictions on the run's validation items: items, targets, preds, probs (N, C), losses."""
     if not is_classifier(loaded):
-        raise InspectError(f"The confusion matrix and top losses are for classify runs; this is a {loaded.task} run.")
+        raise InspectError(f"The confusion matrix and top losses are for {' and '.join(_interpreted_tasks())} runs; "
+                           f"this is a {loaded.task} run.")
     config = loaded.config
     data = config.get("data", "")
     if not data or not Path(data).is_dir():

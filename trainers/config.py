@@ -10,13 +10,12 @@ from pathlib import Path
 
 from .errors import ConfigError
 
-ARCHS = ("resnet18", "resnet34", "resnet50")
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+from .constants import ARCHS, IMAGE_EXTS  # noqa: F401  (re-exported: older imports read them here)
 
 
 def task_defaults(task) -> dict:
     """The settings a task starts from, for the ones a config leaves out (Task.defaults)."""
-    from .tasks import TASKS  # late: tasks import this module
+    from .tasks.registry import TASKS  # late: the registry fills as trainers.tasks imports its tasks
 
     found = TASKS.get(task) if isinstance(task, str) else None
     return dict(found.defaults) if found else {}  # an unknown task is reported by validate()
@@ -120,7 +119,7 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         """Check settings and data; raise ConfigError with a readable reason."""
-        from .tasks import get_task  # late: tasks import this module
+        from .tasks.registry import get_task  # late: see task_defaults
 
         self._check_types()
         task = get_task(self.task)

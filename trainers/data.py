@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .config import IMAGE_EXTS
+from .constants import IMAGE_EXTS
 from .errors import ConfigError
 
 

@@ -21,7 +21,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from .augment import IMAGENET_MEAN, IMAGENET_STD  # noqa: F401  (re-exported for the tasks)
-from .config import IMAGE_EXTS
+from .constants import IMAGE_EXTS
 from .data import open_rgb, read_manifest
 from .errors import ConfigError
 

@@ -123,7 +123,7 @@ def build(ctx):
     @user_errors
     def on_features(run_id, image, layer_name):
         loaded = load(ctx, run_id)
-        if image is None and loaded.task != "wgan":  # a generator from noise needs no picture
+        if image is None and loaded.kind.try_view != "drawn":  # a generator from noise needs no picture
             raise gr.Error("Upload a picture first.", print_exception=False)
         return insp.strongest_feature_maps(loaded, image, layer_name or insp.default_layer(loaded.model))
 

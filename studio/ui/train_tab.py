@@ -16,6 +16,7 @@ from studio import plots
 from studio.datasets.errors import DatasetError
 from studio.datasets.manifest import dataset_names, read_manifest
 from studio.store import ENDED
+from trainers.constants import ARCHS
 
 from . import task_options
 from .context import user_errors
@@ -23,10 +24,18 @@ from .context import user_errors
 TICK_S = 1.5
 LOG_LINES = 40
 ACTIVE = ("queued", "running")
-# All the studio's tasks; the trainers say which ones this version can train.
-TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
-TASK_FOR_KIND = {"classify": "classify", "segment": "segment", "restore": "restore", "images": "wgan"}
-ARCHS = ("resnet18", "resnet34", "resnet50")
+
+
+def task_names() -> list:
+    """Every task of the registry, in its order (a task registered later is listed too)."""
+    from trainers.tasks import TASKS
+    return list(TASKS)
+
+
+def task_for_kind(kind):
+    """The first task of the registry that trains on datasets of this kind (Task.dataset_kinds)."""
+    from trainers.tasks import TASKS
+    return next((name for name, task in TASKS.items() if kind in task.dataset_kinds), None)
 
 
 class SettingsError(ValueError):
@@ -77,7 +86,7 @@ def dataset_summary(workspace, name) -> str:
 
 def task_for_dataset(workspace, name):
     try:
-        return TASK_FOR_KIND.get(read_manifest(workspace.dataset_dir(name)).get("kind"))
+        return task_for_kind(read_manifest(workspace.dataset_dir(name)).get("kind"))
     except (DatasetError, ValueError):
         return None
 
@@ -263,7 +272,7 @@ def build(ctx):
             about = gr.Markdown(dataset_summary(ws, first), elem_id="train-about")
             first_task = task_for_dataset(ws, first) or "classify"
             start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
-            task = gr.Dropdown(TASKS, value=first_task, label="Task", elem_id="train-task",
+            task = gr.Dropdown(task_names(), value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
             # Start sits right under what a newcomer chooses; the settings below have working defaults.
             with gr.Row():
@@ -273,7 +282,7 @@ def build(ctx):
             lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
             run_name = gr.Textbox("", label="Run name (optional)", elem_id="train-run-name")
             gr.Markdown("**Settings**: the defaults suit the dataset's task; change them if you like.")
-            arch = gr.Dropdown(ARCHS, value="resnet18", label="Architecture",
+            arch = gr.Dropdown(list(ARCHS), value="resnet18", label="Architecture",
                                info="ResNet body; bigger is slower and needs more data.")
             pretrained = gr.Radio(PRETRAINED_CHOICES, value="auto", label="Pretrained weights", info=PRETRAINED_INFO,
                                   elem_id="train-pretrained")

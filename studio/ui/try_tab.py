@@ -1,10 +1,12 @@
 """The Try tab: use a finished run, whatever its task.
 
-classify: top-k with probabilities and a Grad-CAM heatmap; segment: the picture tinted by the
-predicted classes, with a colour legend and an opacity slider; restore and gan: before and after,
-side by side and on a slider; wgan: a grid drawn from a seed (same seed, same pictures); style:
-an uploaded photo stylised. Choosing a run shows only the inputs and outputs of its task.
-The views are plain functions of a loaded model, so they are tested without a browser."""
+Each task names its view in the registry (Task.try_view) and the inputs it reads
+(Task.try_inputs); this tab has one answer group per view: "classes" (top-k with probabilities
+and a Grad-CAM heatmap), "overlay" (the picture tinted by the predicted classes, with a colour
+legend and an opacity slider), "before_after" (side by side and on a slider), "drawn" (a grid
+drawn from a seed: same seed, same pictures), "stylised" (an uploaded photo stylised).
+Choosing a run shows only the inputs and outputs of its task. The views are plain functions of
+a loaded model, so they are tested without a browser."""
 from types import SimpleNamespace
 
 import gradio as gr
@@ -17,17 +19,13 @@ from studio.ui.data_tab import legend_html
 from studio.ui.inspect_tab import load, run_list
 from studio.ui.pictures import PictureInput
 
-TASKS = ("classify", "segment", "restore", "gan", "wgan", "style")
-BUTTON = {"classify": "Predict", "segment": "Segment", "restore": "Restore", "gan": "Restore",
-          "wgan": "Generate", "style": "Stylise"}
-ABOUT = {
-    "classify": "Upload a picture (or use the webcam): the most likely classes and where the model looked.",
-    "segment": "Upload a picture: each pixel tinted by its predicted class.",
-    "restore": "Upload a damaged or small picture: before and after.",
-    "gan": "Upload a damaged or small picture: before and after, from the GAN's generator.",
-    "wgan": "No picture needed: choose a seed and a count. The same seed always draws the same pictures.",
-    "style": "Upload a photo: it comes back in the style this run learned.",
-}
+INPUTS = ("picture", "k", "opacity", "seed", "count")
+VIEWS = ("classes", "overlay", "before_after", "drawn", "stylised")
+
+
+def task_of(name):
+    from trainers.tasks import get_task
+    return get_task(name)
 
 
 # --- the views: loaded model -> what the page shows ------------------------------------
@@ -68,11 +66,9 @@ def stylise_view(loaded, image):
 
 
 def shown_for(task: str) -> dict:
-    """Which inputs and output groups a task uses (the rest are hidden)."""
-    return {"picture": task != "wgan", "k": task == "classify", "opacity": task == "segment",
-            "seed": task == "wgan", "count": task == "wgan",
-            "classify": task == "classify", "segment": task == "segment",
-            "before_after": task in ("restore", "gan"), "generate": task == "wgan", "style": task == "style"}
+    """Which inputs and answer views a task uses (the rest are hidden), from the registry."""
+    found = task_of(task)
+    return {**{key: key in found.try_inputs for key in INPUTS}, **{view: view == found.try_view for view in VIEWS}}
 
 
 # --- the tab ------------------------------------------------------------------------------
@@ -125,45 +121,47 @@ def build(ctx):
                 styled = gr.Image(type="pil", label="Stylised", height=360, interactive=False, alt_text="The picture in the learned style")
 
     inputs = {"picture": picture, "k": k, "opacity": opacity, "seed": seed, "count": count}
-    boxes = {"classify": classify_box, "segment": segment_box, "before_after": before_after_box,
-             "generate": generate_box, "style": style_box}
-    outputs = [label, heat, heat_note, seg_picture, seg_legend, slider, pair, drawn, styled]
+    boxes = {"classes": classify_box, "overlay": segment_box, "before_after": before_after_box,
+             "drawn": generate_box, "stylised": style_box}
+    # Every answer by name; on_try fills those of the run's view and leaves the rest as they are.
+    answers = {"label": label, "heat": heat, "heat_note": heat_note, "seg_picture": seg_picture,
+               "seg_legend": seg_legend, "slider": slider, "pair": pair, "drawn": drawn, "styled": styled}
+    outputs = list(answers.values())
 
     @user_errors
     def on_choose(run_id):
         """Show the chosen run's inputs and outputs only."""
         if not run_id:
-            task, text = None, "Choose a run."
+            found, text = None, "Choose a run."
         else:
             task = load(ctx, run_id).task
-            text = f"**{task}** run. {ABOUT.get(task, '')}"
-        visible = shown_for(task) if task else {key: key == "picture" for key in {**inputs, **boxes}}
-        return ([text, gr.update(value=BUTTON.get(task, "Predict"), interactive=bool(task))]
-                + [gr.update(visible=visible[key]) for key in inputs]
-                + [gr.update(visible=visible[key]) for key in boxes])
+            found = task_of(task)
+            text = f"**{task}** run. {found.try_about}"
+        visible = shown_for(found.name) if found else {key: key == "picture" for key in {**inputs, **boxes}}
+        return {about: text, go: gr.update(value=found.try_button if found else "Predict", interactive=bool(found)),
+                **{component: gr.update(visible=visible[key]) for key, component in {**inputs, **boxes}.items()}}
 
     @user_errors
     def on_try(run_id, image, top_k, alpha, seed_value, how_many):
         if not run_id:
             raise gr.Error("Choose a run first.", print_exception=False)
         loaded = load(ctx, run_id)
-        values = [gr.update()] * len(outputs)
-        if loaded.task == "wgan":
-            values[7] = enlarged(generate_view(loaded, seed_value, how_many))
-            return values
+        view = loaded.kind.try_view
+        if view == "drawn":
+            return {drawn: enlarged(generate_view(loaded, seed_value, how_many))}
         if image is None:
             raise gr.Error("Upload a picture or take one with the webcam.", print_exception=False)
-        if loaded.task == "classify":
-            values[0:3] = classify_view(loaded, image, top_k)
-        elif loaded.task == "segment":
-            values[3:5] = segment_view(loaded, image, alpha)
-        elif loaded.task in ("restore", "gan"):
-            values[5:7] = before_after_view(loaded, image)
-        elif loaded.task == "style":
-            values[8] = stylise_view(loaded, image)
+        if view == "classes":
+            values = dict(zip((label, heat, heat_note), classify_view(loaded, image, top_k)))
+        elif view == "overlay":
+            values = dict(zip((seg_picture, seg_legend), segment_view(loaded, image, alpha)))
+        elif view == "before_after":
+            values = dict(zip((slider, pair), before_after_view(loaded, image)))
+        elif view == "stylised":
+            values = {styled: stylise_view(loaded, image)}
         else:
             raise gr.Error(f"Trying {loaded.task} models is not available.", print_exception=False)
-        return [enlarged(v) for v in values]
+        return {component: enlarged(value) for component, value in values.items()}
 
     choose_outputs = [about, go] + list(inputs.values()) + list(boxes.values())
     run.change(on_choose, run, choose_outputs, api_name=False)
@@ -171,7 +169,7 @@ def build(ctx):
     # Each try first clears what the last one showed, so a refused picture leaves no stale answer
     # (nor a heatmap note about the previous picture). Its refusal is the toast's one sentence:
     # show_progress="hidden" keeps Gradio's red "Error" badges off the outputs.
-    cleared = [None, None, "", None, "", None, None, None, None]
+    cleared = {component: "" if component in (heat_note, seg_legend) else None for component in outputs}
     go.click(lambda: cleared, None, outputs, queue=False, api_visibility="private", show_progress="hidden").then(
         on_try, try_inputs, outputs, api_name="try_model", show_progress="hidden")
     picture.upload(lambda: cleared, None, outputs, queue=False, api_visibility="private",

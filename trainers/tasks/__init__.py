@@ -1,23 +1,9 @@
-"""The task registry: each task registers itself under its name."""
-from ..errors import ConfigError
-
-TASKS = {}
-
-
-def register(task_cls):
-    TASKS[task_cls.name] = task_cls()
-    return task_cls
-
-
-def get_task(name: str):
-    if name not in TASKS:
-        raise ConfigError(f"Unknown task {name!r}. Available tasks: {', '.join(sorted(TASKS))}.")
-    return TASKS[name]
-
+"""The tasks: importing this package registers every task (registry.py holds them by name)."""
+from .registry import TASKS, get_task, register  # noqa: F401
 
 from . import classify  # noqa: E402,F401  (registers itself)
 from . import segment  # noqa: E402,F401
 from . import restore  # noqa: E402,F401
+from . import gan  # noqa: E402,F401
 from . import wgan  # noqa: E402,F401
 from . import style  # noqa: E402,F401
-from . import gan  # noqa: E402,F401

@@ -5,13 +5,13 @@ import torch
 from torch import nn
 
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, denormalize, train_transform, valid_transform
-from ..config import ARCHS
+from ..constants import ARCHS
 from ..data import LabelledImages, image_stats, read_manifest, scan_labelled_folder
 from ..errors import ConfigError
 from ..grid import captioned, grid, to_pil
 from ..metrics import Accuracy, ErrorRate
 from ..models import ResNetClassifier
-from . import register
+from .registry import register
 from .base import Task, TaskParts
 
 RIGHT, WRONG = (90, 220, 110), (240, 80, 80)
@@ -21,6 +21,14 @@ RIGHT, WRONG = (90, 220, 110), (240, 80, 80)
 class Classify(Task):
     name = "classify"
     default_monitor = "accuracy"
+    dataset_kinds = ("classify",)
+    try_view, try_inputs, try_button = "classes", ("picture", "k"), "Predict"
+    try_about = "Upload a picture (or use the webcam): the most likely classes and where the model looked."
+    exports = True
+    inspections = ("summary", "activations", "features", "heatmap", "interpretation")
+
+    def model_from_checkpoint(self, config, info):
+        return ResNetClassifier(config.get("arch", "resnet18"), len(info["classes"]), pretrained=False)
 
     def validate(self, config):
         if config.arch not in ARCHS:

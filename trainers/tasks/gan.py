@@ -27,10 +27,9 @@ from ..image_metrics import psnr, ssim
 from ..data import read_manifest
 from ..models.gan import Critic
 from ..paired_data import RestorePairs, read_scale, scan_pairs
-from . import register
-from .base import Task
+from .registry import register
+from .base import Task, extra_number, own_loop_only
 from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_unet
-from .wgan import extra_number, own_loop_only
 
 SWITCHERS = ("threshold", "fixed")
 DEFAULT_LR = 1e-4
@@ -94,6 +93,21 @@ def _settings(config) -> dict:
 class RestorationGAN(Task):
     name = "gan"
     default_monitor = "psnr"
+    dataset_kinds = ("restore",)
+    try_view, try_button = "before_after", "Restore"  # the generator is its restore run's U-Net
+    try_about = "Upload a damaged or small picture: before and after, from the GAN's generator."
+
+    def smoke_config(self, data, train):
+        from .registry import get_task
+        generator_run = train(get_task("restore").smoke_config(data, train))
+        return {**super().smoke_config(data, train),
+                "extra": {"generator_run": str(generator_run), "critic_width": 8, "switcher": "fixed",
+                          "n_critic": 1, "n_gen": 1}}
+
+    def model_from_checkpoint(self, config, info):
+        # info["unet"] says how the U-Net was built (blur, self-attention, norm)
+        return restore_unet(info.get("arch", config.get("arch", "resnet18")), int(info.get("scale", 1)), info["mean"],
+                            info["std"], checkpoint_unet_settings(info, config.get("extra") or {}))
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
 

@@ -19,7 +19,7 @@ from ..models.vgg_features import pretrained_vgg_features, vgg_weights_present
 from ..models.weights import weights_file
 from ..data import read_manifest
 from ..paired_data import RestorePairs, read_scale, scan_pairs
-from . import register
+from .registry import register
 from .base import Task, TaskParts
 from .segment import check_unet_config, input_stats
 
@@ -84,6 +84,18 @@ def choose_loss(choice):
 class Restore(Task):
     name = "restore"
     default_monitor = "psnr"
+    dataset_kinds = ("restore",)
+    try_view, try_button = "before_after", "Restore"
+    try_about = "Upload a damaged or small picture: before and after."
+    exports = True
+
+    def smoke_config(self, data, train):
+        return {**super().smoke_config(data, train), "extra": {"loss": "pixel"}}
+
+    def model_from_checkpoint(self, config, info):
+        # info["unet"] says how the U-Net was built (blur, self-attention, norm)
+        return restore_unet(info.get("arch", config.get("arch", "resnet18")), int(info.get("scale", 1)), info["mean"],
+                            info["std"], checkpoint_unet_settings(info, config.get("extra") or {}))
     # Trained from scratch, a U-Net needs optimiser steps more than big pictures: 64 px crops
     # cost a quarter of 128 px ones, and more, smaller steps gained more on held-out photos in
     # the same time (docs/BENCHMARKS.md). RunConfig's batch of 32 gave one step an epoch on a

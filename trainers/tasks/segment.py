@@ -9,14 +9,14 @@ from torch import nn
 from PIL import Image
 
 from ..augment import IMAGENET_MEAN, IMAGENET_STD, denormalize
-from ..config import ARCHS
+from ..constants import ARCHS
 from ..data import image_stats, read_manifest
 from ..errors import ConfigError
 from ..grid import captioned, side_by_side, to_pil
 from ..models.unet import UNet
 from ..paired_data import SegmentPairs, read_codes, scan_pairs
 from ..seg_metrics import Dice, MeanIoU, PixelAccuracy
-from . import register
+from .registry import register
 from .base import Task, TaskParts
 
 # Distinct colours for up to 20 classes (then they repeat); void is drawn black.
@@ -75,6 +75,16 @@ def input_stats(config, paths):
 class Segment(Task):
     name = "segment"
     default_monitor = "dice"
+    dataset_kinds = ("segment",)
+    try_view, try_inputs, try_button = "overlay", ("picture", "opacity"), "Segment"
+    try_about = "Upload a picture: each pixel tinted by its predicted class."
+    exports = True
+    inspections = ("summary", "activations", "features", "heatmap")
+
+    def model_from_checkpoint(self, config, info):
+        extra = config.get("extra") or {}
+        return UNet(config.get("arch", "resnet18"), n_out=len(info["codes"]), pretrained=False,
+                    blur=extra.get("blur", False), self_attention=extra.get("self_attention", False))
     # Sized for a from-scratch run on a CPU: RunConfig's 128 px and batches of 32 upsampled the
     # 64 px sample pictures (four times the work for no detail) and made 9 steps in all; these
     # make 192 on the bundled shapes (held-out Dice above 0.95 in under 3 minutes on 2 cores).

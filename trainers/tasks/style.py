@@ -30,9 +30,8 @@ from ..models.style_net import StyleNet
 from ..models.vgg_features import pretrained_vgg_features
 from ..run_harness import RunHarness, RunResult
 from ..style_loss import CONTENT_BLOCKS, STYLE_BLOCKS, StyleLoss, check_blocks
-from . import register
-from .base import Task, TaskParts
-from .wgan import extra_number
+from .registry import register
+from .base import Task, TaskParts, extra_number
 
 MODES = ("network", "gatys")
 
@@ -91,6 +90,24 @@ def style_loss(config, s, device, size) -> StyleLoss:
 class Style(Task):
     name = "style"
     default_monitor = "valid_loss"
+    dataset_kinds = ("images",)
+    try_view, try_button = "stylised", "Stylise"
+    try_about = "Upload a photo: it comes back in the style this run learned."
+
+    def model_from_checkpoint(self, config, info):
+        return StyleNet(int(info.get("width", 32)), int(info.get("residual_blocks", 5)))
+
+    def smoke_config(self, data, train):
+        return {**super().smoke_config(data, train),
+                "extra": {"style_image": str(scan_images(data)[0]), "width": 8, "residual_blocks": 1,
+                          "images_per_epoch": 8, "style_layers": [1, 2]}}
+
+    def checkpoint_problem(self, info):
+        if info.get("mode") == "gatys":
+            return ("This style run used Gatys' method: it optimised the pixels of one picture and has no network "
+                    "to apply to other photos. Its picture is result.png in the run folder; to stylise any photo, "
+                    "train a style run in network mode.")
+        return ""
 
     def validate(self, config):
         s = _settings(config)

@@ -14,30 +14,28 @@ from ..gan_loop import FixedSwitcher, GANParts, GANTrainer, WassersteinObjective
 from ..grid import grid, to_pil
 from ..image_folder import ImageFolderSet, scan_images
 from ..models.gan import Critic, Generator
-from . import register
-from .base import Task
+from .registry import register
+from .base import Task, extra_number, own_loop_only  # noqa: F401  (extra_number: older imports)
 
 DEFAULT_LR = {"penalty": 1e-4, "clip": 5e-5}
 
 
-def extra_number(config, key, default, kind=float, low=None):
-    value = config.extra.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ConfigError(f"'extra.{key}' must be a {'whole ' if kind is int else ''}number, not {value!r}.")
-    if low is not None and value < low:
-        raise ConfigError(f"'extra.{key}' must be at least {low}, not {value!r}.")
-    return kind(value)
-
-
-def own_loop_only(task_name):
-    raise ConfigError(f"The {task_name} task trains with a loop of its own; the learning-rate finder does not "
-                      f"apply to it: give 'lr' a value (or null for the task's default).")
 
 
 @register
 class WGAN(Task):
     name = "wgan"
     default_monitor = "epoch"
+    dataset_kinds = ("images",)
+    try_view, try_inputs, try_button = "drawn", ("seed", "count"), "Generate"
+    try_about = "No picture needed: choose a seed and a count. The same seed always draws the same pictures."
+
+    def smoke_config(self, data, train):
+        return {**super().smoke_config(data, train), "image_size": 16, "lr": 2e-4,
+                "extra": {"width": 8, "latent": 16, "images_per_epoch": 8, "n_critic": 1}}
+
+    def model_from_checkpoint(self, config, info):
+        return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))
     # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
     defaults = {"lr": None, "image_size": 64}
     own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
