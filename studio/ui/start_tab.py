@@ -14,7 +14,7 @@ import gradio as gr
 from studio.datasets.overview import dataset_cards, human_size
 from studio.datasets.samples import SAMPLES
 
-from .train_tab import ACTIVE, TASK_FOR_KIND, clock
+from .train_tab import ACTIVE, clock, task_for_kind
 
 TICK_S = 3.0
 STEPS = ("**1.** Pick a dataset: a bundled sample below, or your own pictures (the **Data** tab builds a dataset "
@@ -24,7 +24,7 @@ STEPS = ("**1.** Pick a dataset: a bundled sample below, or your own pictures (t
 
 
 def card_caption(card) -> str:
-    task = TASK_FOR_KIND.get(card["kind"])
+    task = task_for_kind(card["kind"])
     return (f"{card['name']} · {card['kind']} · {card['pictures']:,} pictures · {human_size(card['bytes'])}"
             + (f" → {task}" if task and task != card["kind"] else ""))
 

@@ -136,7 +136,7 @@ def task_settings(task):
     from trainers.config import RunConfig  # torch is loaded by the studio already (Try, Inspect)
     from trainers.tasks import get_task
 
-    d = RunConfig.defaults_for(task or "classify")
+    d = RunConfig.defaults_for(task or task_names()[0])
     own_rate = d["lr"] is None
     info = (f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
             if own_rate else "Blank: the learning-rate finder chooses at the start of the run.")
@@ -270,7 +270,7 @@ def build(ctx):
             dataset = gr.Dropdown(names, value=first, label="Dataset", elem_id="train-dataset",
                                   info="A dataset of this workspace (the Data tab builds new ones).")
             about = gr.Markdown(dataset_summary(ws, first), elem_id="train-about")
-            first_task = task_for_dataset(ws, first) or "classify"
+            first_task = task_for_dataset(ws, first) or task_names()[0]
             start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
             task = gr.Dropdown(task_names(), value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
@@ -415,7 +415,7 @@ def build(ctx):
     def open_dataset(name):
         """The form for a first run on `name`: its task and that task's defaults (Start here's
         "Train this")."""
-        new = task_for_dataset(ws, name) or "classify"
+        new = task_for_dataset(ws, name) or task_names()[0]
         size, batch, n_epochs, rate, freeze, finder = task_settings(new)
         return (gr.update(choices=dataset_names(ws), value=name), new, size, batch, n_epochs, rate, freeze, finder)
 
