@@ -177,6 +177,24 @@ class Jobs:
         config = self._checked(config)
         return self.store.create_run(config, name=name, kind=kind)["id"]
 
+    def submit_sweep(self, config: dict, space: dict, n: int, mode: str = "grid", seed: int = 0,
+                     early_stop: bool = False, name=None) -> str:
+        """Queue "try N settings" of `config` (studio/sweeps.py); returns the sweep's id. Every
+        trial is checked before any is queued. With early stopping on a Ray cluster the trials
+        are trained by one Ray Tune job (ASHA); otherwise each waits in the queue as a run."""
+        from . import sweeps
+
+        points = sweeps.settings(space, n, mode, seed)
+        checked = [self._checked(dict(config, **point)) for point in points]
+        sweep_id, name = sweeps.new_sweep_id(), (str(name).strip() if name else "") or "sweep"
+        tune = bool(early_stop) and self.runner is not None
+        for i, (point, trial) in enumerate(zip(points, checked)):
+            mark = {"id": sweep_id, "name": name, "trial": i + 1, "of": len(points), "params": point,
+                    "mode": mode, "seed": int(seed), "early_stop": bool(early_stop)}
+            self.store.create_run(trial, name=f"{name} {i + 1}/{len(points)}: {sweeps.label(point)}",
+                                  sweep=mark, tune=tune)
+        return sweep_id
+
     def clone(self, run_id: str, changes: dict | None = None) -> str:
         record = self._record(run_id)
         config = dict(record["config"])
@@ -247,7 +265,8 @@ class Jobs:
         state = self.runner.job_state(job)
         if state is None:
             return  # the cluster does not answer now: judge on a later poll
-        if state["node"] and record.get("node") != state["node"]:
+        shared = bool(record.get("tune"))  # one Tune job trains the whole sweep: never stop it for one trial
+        if state["node"] and record.get("node") != state["node"] and not shared:
             self.store.update_run(run_id, node=state["node"])
         if state["status"] == "PENDING":
             # Waiting for a node with the devices it asked for: it has not started to beat yet.
@@ -257,6 +276,8 @@ class Jobs:
             detail = f": {state['message']}" if state["message"] else ""
             self._mark_gone(run_id, f"Its Ray job {job} ended ({state['status'].lower()}{detail})")
             return
+        if shared:
+            return  # Tune starts its trials when the cluster has room, and ends them itself
         last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
         if trust_staleness and time.time() - last > STALE_S:
             self.runner.stop(job)
@@ -279,8 +300,15 @@ class Jobs:
             for record, slot in zip(queued, free):
                 if self.store.transition(record["id"], "running", slot=slot, pid=None):
                     claimed.append((record["id"], slot))
+        sweeps = {}  # runs that one Ray Tune job trains together, by sweep
         for run_id, slot in claimed:
-            self._launch(run_id, slot)
+            record = self.store.get_run(run_id)
+            if self.runner is not None and record.get("tune"):
+                sweeps.setdefault(record["sweep"]["id"], []).append(record)
+            else:
+                self._launch(run_id, slot)
+        for sweep_id, records in sweeps.items():
+            self._launch_sweep(sweep_id, records)
 
     def _launch(self, run_id: str, slot: int) -> None:
         if self.runner is not None:
@@ -313,6 +341,20 @@ class Jobs:
             return
         self.store.update_run(run_id, job=job, node=None)
 
+    def _launch_sweep(self, sweep_id: str, records: list) -> None:
+        tokens = {r["id"]: secrets.token_urlsafe(32) for r in records}
+        for run_id, token in tokens.items():
+            self.store.set_report_token(run_id, token)
+        try:
+            job = self.runner.launch_sweep(sweep_id, records, tokens, early_stop=True)
+        except Exception as e:
+            for run_id in tokens:
+                self.store.set_report_token(run_id, None)
+                self.store.transition(run_id, "failed", error=f"Could not submit the sweep to the Ray cluster: {e}")
+            return
+        for run_id in tokens:
+            self.store.update_run(run_id, job=job, node=None)
+
     # --- actions on one run ------------------------------------------------------------
     def stop(self, run_id: str, grace: float = 10) -> None:
         """A queued run is simply stopped. A running one is asked to stop (it finishes the
@@ -339,7 +381,7 @@ class Jobs:
             if waited >= grace:
                 break
             if job and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
-                if self.runner is not None:
+                if self.runner is not None and not record.get("tune"):
                     self.runner.stop(job)  # Ray: SIGTERM to the job's processes, SIGKILL later
                 sent_term = True
             elif pid and not sent_term and waited >= min(TERM_AFTER_S, grace / 2):
@@ -347,7 +389,7 @@ class Jobs:
                 sent_term = True
             time.sleep(0.2)
         if job:
-            if self.runner is not None:
+            if self.runner is not None and not record.get("tune"):
                 self.runner.stop(job)
         elif pid:
             self._kill(run_id, pid, signal.SIGKILL)
@@ -389,7 +431,8 @@ class Jobs:
             raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
                            "finished); clone it to start again.")
         self._checked(record["config"])  # the dataset may have gone since
-        if not self.store.transition(run_id, "queued", resume=True, job=None, node=None):
+        # A sweep's trial resumes as a run of its own (its Tune job is over or busy with the others).
+        if not self.store.transition(run_id, "queued", resume=True, job=None, node=None, tune=False):
             raise JobError("The run changed meanwhile; look again.")
 
     def delete(self, run_id: str) -> None:

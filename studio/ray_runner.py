@@ -37,6 +37,7 @@ STOP_WAIT_S = 10        # Ray's SIGTERM-to-SIGKILL wait for a job; the worker's 
 CHECK_TIMEOUT_S = 180   # the start-up check of the workspace on every node
 DEFAULT_SLOTS = 8       # runs submitted at once; beyond what the cluster holds, Ray keeps them PENDING
 ENDED = ("STOPPED", "SUCCEEDED", "FAILED")
+CONNECT_TRIES = 3
 
 
 class ClusterError(ValueError):
@@ -52,11 +53,17 @@ def _job_client(address: str):
         from ray.job_submission import JobSubmissionClient
     except ImportError:
         raise ClusterError(RAY_MISSING) from None
-    try:
-        return JobSubmissionClient(address)
-    except Exception as e:  # ConnectionError, ValueError, RuntimeError: all mean "not reachable"
-        raise ClusterError(f"Could not reach the Ray cluster at {address} ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:200]}). Is it running, and is the dashboard on?") from None
+    for attempt in range(CONNECT_TRIES):
+        try:
+            return JobSubmissionClient(address)
+        except Exception as e:  # ConnectionError, ValueError, RuntimeError: all mean "not reachable"
+            # A ray:// address goes through the head's Ray Client server, which starts a
+            # process per client; on a busy head that start now and then times out.
+            if attempt + 1 < CONNECT_TRIES:
+                time.sleep(2.0)
+                continue
+            raise ClusterError(f"Could not reach the Ray cluster at {address} ({type(e).__name__}: "
+                               f"{' '.join(str(e).split())[:200]}). Is it running, and is the dashboard on?") from None
 
 
 def _route_to(host: str) -> str:
@@ -156,6 +163,19 @@ class RayRunner:
         env = {"DARKROOM_REPORT_URL": self.reports.url, "DARKROOM_REPORT_TOKEN": token}
         args = f"-m studio.worker --workspace {shlex.quote(str(self.ws.root))} {shlex.quote(run_id)}"
         return self._submit(args, job_id, env, cpus=cpus, gpus=self.run_gpus)
+
+    def launch_sweep(self, sweep_id: str, records: list, tokens: dict, early_stop: bool) -> str:
+        """Submit one Ray Tune job for these runs of a sweep (studio/tune_sweep.py)."""
+        config = records[0].get("config") or {}
+        cpus = max(self.run_cpus, 1 + int(config.get("num_workers") or 0))
+        epochs = max(int(r.get("config", {}).get("epochs") or 1) for r in records)
+        job_id = f"darkroom-{sweep_id}-{secrets.token_hex(3)}"
+        env = {"DARKROOM_REPORT_URL": self.reports.url, "DARKROOM_REPORT_TOKENS": json.dumps(tokens),
+               "DARKROOM_WORKSPACE": str(self.ws.root)}
+        args = (f"-m studio.tune_sweep --workspace {shlex.quote(str(self.ws.root))} --name {shlex.quote(sweep_id)} "
+                f"--epochs {epochs} --cpus {cpus:g} --gpus {self.run_gpus:g}{' --early-stop' if early_stop else ''} "
+                + " ".join(shlex.quote(r["id"]) for r in records))
+        return self._submit(args, job_id, env, cpus=0)  # the driver only schedules; trials ask for devices
 
     def job_state(self, job_id: str) -> dict | None:
         """{status, message, node} of a job, or None when the cluster cannot be asked now."""

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 MAX_BODY = 1 << 20   # a burst of batch losses is a few kB; anything larger is not a worker
-WORKER_FIELDS = {"pid", "epochs", "batches", "monitor", "device", "best_metric", "node"}
+WORKER_FIELDS = {"pid", "epochs", "batches", "monitor", "higher_is_better", "device", "best_metric", "node"}
 ENDING_FIELDS = {"result", "best_metric", "error"}
 WORKER_ENDS = {"completed", "failed", "stopped"}
 

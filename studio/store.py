@@ -72,7 +72,8 @@ class Store:
         self.cache.set(key, value, retry=True)
 
     # --- records -------------------------------------------------------------
-    def create_run(self, config: dict, name=None, kind="train") -> dict:
+    def create_run(self, config: dict, name=None, kind="train", **fields) -> dict:
+        """A new queued run; `fields` are extra record fields set from the start (a sweep's mark)."""
         if kind not in KINDS:
             raise ValueError(f"Unknown run kind {kind!r}; use one of {', '.join(KINDS)}.")
         now = time.time()
@@ -86,6 +87,7 @@ class Store:
             "best_metric": None, "monitor": config.get("monitor") or None,
             "resume": False, "result": None,
         }
+        record.update(fields)
         with self.transaction():
             run_id = new_run_id(now)
             while self.cache.get(self._k("run", run_id)) is not None:

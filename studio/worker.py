@@ -49,7 +49,8 @@ class StoreReporting:
         record = self.store.get_run(self.run_id) or {}
         self.best = record.get("best_metric")  # a resumed run keeps its best so far
         self.store.update_run(self.run_id, epochs=self.epochs, batches=info.get("batches_per_epoch"),
-                              monitor=self.monitor, device=_device_label(info.get("device")))
+                              monitor=self.monitor, higher_is_better=self.higher,
+                              device=_device_label(info.get("device")))
 
     def batch(self, epoch, batch, batches, loss, lr):
         now = time.monotonic()
@@ -177,11 +178,11 @@ def claim(store: Store, record: dict) -> bool:
     return False
 
 
-def open_store(workspace_dir, run_id: str):
+def open_store(workspace_dir, run_id: str, remote=None):
     """(workspace, store). On a Ray cluster the worker reports through the studio's endpoint
     and never opens the store file (see studio/report_server.py); the workspace itself must be
     mounted on this node at the studio's path, which is checked before anything is written."""
-    remote = RemoteStore.from_env(run_id)
+    remote = remote or RemoteStore.from_env(run_id)
     if remote is None:
         ws = Workspace.open(workspace_dir)
         return ws, Store(ws.store_dir)
@@ -195,8 +196,10 @@ def open_store(workspace_dir, run_id: str):
     return ws, remote
 
 
-def run(workspace_dir, run_id: str) -> int:
-    ws, store = open_store(workspace_dir, run_id)
+def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
+    """Train one run. `remote`: a RemoteStore to report through (else the environment says, or
+    the local store); `extra_reporter`: another Reporter told everything too (a Tune trial's)."""
+    ws, store = open_store(workspace_dir, run_id, remote)
     record = store.get_run(run_id)
     if record is None:
         print(f"No run {run_id!r} in {ws.store_dir}", file=sys.stderr)
@@ -208,20 +211,24 @@ def run(workspace_dir, run_id: str) -> int:
     beat = Heartbeat(store, run_id)
     store.heartbeat(run_id)
     beat.start()
-    _on_sigterm(store, run_id)
+    if threading.current_thread() is threading.main_thread():  # a Tune trial runs in a thread
+        _on_sigterm(store, run_id)
     try:
         import trainers  # torch loads here, a few seconds; the heartbeat covers it
         from trainers.device import pick_device
 
         store.update_run(run_id, device=_device_label(pick_device()))
-        reporter = store_reporter_class()(store, run_id)
+        store_reporter = reporter = store_reporter_class()(store, run_id)
+        if extra_reporter is not None:
+            from trainers.reporting import MultiReporter
+            reporter = MultiReporter(store_reporter, extra_reporter)
         config = trainers.RunConfig.from_dict(record["config"])
         if record["kind"] == "lr_find":
             result = trainers.find_lr(config, reporter)
             status = "stopped" if store.stop_requested(run_id) else "completed"
         else:
             result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume"))).to_dict()
-            reporter.flush()
+            store_reporter.flush()
             status = result["status"]
         fields = {"result": result}
         if result.get("best_metric") is not None:

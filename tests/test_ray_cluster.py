@@ -172,3 +172,26 @@ def test_a_lost_node_leaves_the_run_interrupted_and_it_resumes_on_another(studio
     assert studio.store.get_run(run_id)["node"] != node_id
     studio.call("/stop_run", run_id)
     studio.wait(run_id, lambda s: s["status"] in ENDED, "the stop")
+
+
+def test_a_four_trial_sweep_under_ray_tune_ends_with_its_best_trial_marked(studio):
+    space = json.dumps({"lr": [3e-4, 3e-3], "batch_size": [4, 8]})
+    sweep_id = studio.call("/start_sweep", tiny(epochs=3), space, 4, "grid", 0, True, "tuned")
+    deadline = time.monotonic() + 2 * WAIT_S
+    while not (status := studio.call("/sweep_status", sweep_id))["ended"]:
+        assert time.monotonic() < deadline, status
+        time.sleep(1)
+    trials = status["trials"]
+    assert [t["params"] for t in trials] == [{"lr": 3e-4, "batch_size": 4}, {"lr": 3e-4, "batch_size": 8},
+                                             {"lr": 3e-3, "batch_size": 4}, {"lr": 3e-3, "batch_size": 8}]
+    records = [studio.store.get_run(t["id"]) for t in trials]
+    assert len({r["job"] for r in records}) == 1  # one Ray Tune job trained them all
+    for trial in trials:
+        assert trial["status"] in ("completed", "stopped"), (trial, studio.worker_log(trial["id"]))
+        if trial["status"] == "stopped":
+            assert "ASHA" in trial["error"]  # stopped early at a rung, not lost
+    assert any(t["status"] == "completed" for t in trials)
+    marked = [t for t in trials if t["best"]]
+    assert len(marked) == 1 and marked[0]["id"] == status["best"]
+    # accuracy: higher is better
+    assert marked[0]["best_metric"] == max(t["best_metric"] for t in trials if t["best_metric"] is not None)

@@ -34,6 +34,17 @@ def status_of(store, record) -> dict:
     }
 
 
+def _json_object(text, what: str) -> dict:
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except json.JSONDecodeError as e:
+        raise gr.Error(f"The {what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
+                       print_exception=False) from None
+    if not isinstance(value, dict):
+        raise gr.Error(f"The {what} must be a JSON object.", print_exception=False)
+    return value
+
+
 def register(ctx):
     """Call inside the Blocks context."""
     ws, store, jobs = ctx.workspace, ctx.store, ctx.jobs
@@ -91,6 +102,27 @@ def register(ctx):
         """Every run, newest first, with its status, task, dataset, progress and best metric."""
         return [{k: r.get(k) for k in SUMMARY_FIELDS} for r in store.list_runs()]
 
-    for fn in (list_datasets, start_run, run_status, stop_run, resume_run, list_runs):
+    @user_errors
+    def start_sweep(config: str, space: str, n: int = 4, mode: str = "grid", seed: int = 0,
+                    early_stop: bool = False, name: str = "") -> str:
+        """Queue "try N settings" of a config: `space` is a JSON object giving the values to try for
+        lr, image_size and/or batch_size, e.g. {"lr": [0.001, 0.01], "image_size": [32, 64]}; mode
+        grid or random (seeded); early_stop trains the trials under Ray Tune's ASHA on a cluster.
+        Returns the sweep's id."""
+        settings, values = _json_object(config, "config"), _json_object(space, "space")
+        return jobs.submit_sweep(settings, values, int(n), mode=mode, seed=int(seed),
+                                 early_stop=bool(early_stop), name=name or None)
+
+    @user_errors
+    def sweep_status(sweep_id: str) -> dict:
+        """A sweep's trials (settings, status, best metric), whether all have ended, and its best run."""
+        from studio.sweeps import summary
+
+        found = summary(store.list_runs(), str(sweep_id or "").strip())
+        if found is None:
+            raise gr.Error(f"There is no sweep {sweep_id!r}.", print_exception=False)
+        return found
+
+    for fn in (list_datasets, start_run, run_status, stop_run, resume_run, list_runs, start_sweep, sweep_status):
         # No concurrency limit: a status call must not wait behind another client's call.
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
