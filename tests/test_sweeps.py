@@ -79,6 +79,12 @@ def test_a_local_sweep_queues_ordinary_runs_and_marks_the_best(ws):
         assert [t["status"] for t in summary["trials"]] == ["completed", "completed"]
         best = max(summary["trials"], key=lambda t: t["best_metric"])
         assert summary["best"] == best["id"] and [t["best"] for t in summary["trials"]].count(True) == 1
+
+        from studio.ui.sweep_panel import BEST, sweep_view  # what the Runs tab shows of it
+        heading, table, figure = sweep_view(store, sweep_id)
+        assert "all trials have ended" in heading and "Best:" in heading
+        assert list(table[table[""] == BEST]["id"]) == [best["id"]]
+        assert len([t for t in figure.data if t.name.endswith("train")]) == 2  # both curves overlaid
     finally:
         for record in store.list_runs():
             if record["status"] == "running" and process_alive(record.get("pid"), record["id"]):

@@ -17,6 +17,7 @@ from studio.animation import epochs_gif
 from studio.compare import MAX_RUNS, side_by_side
 from studio.jobs import RESUMABLE
 
+from . import sweep_panel
 from .context import user_errors
 from .train_tab import clock
 
@@ -108,6 +109,7 @@ def build(ctx):
                                     label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3)
             grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch", scale=2)
         grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
+    sweep_panel.build_runs_view(ctx)  # a sweep's trials together, the best marked, their curves overlaid
     shown = gr.State(None)  # signature of the table the page has
     timer = gr.Timer(TICK_S)
 

@@ -18,7 +18,7 @@ from studio.datasets.manifest import dataset_names, read_manifest
 from studio.store import ENDED
 from trainers.constants import ARCHS
 
-from . import task_options
+from . import sweep_panel, task_options
 from .context import user_errors
 
 TICK_S = 1.5
@@ -301,6 +301,7 @@ def build(ctx):
                 mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
             options = task_options.build(ctx, dataset, task)
+            sweep_form = sweep_panel.build_form(ctx)
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             with gr.Row():
@@ -322,6 +323,7 @@ def build(ctx):
     settings = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
                 mixed_precision, seed, *options.inputs]
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
+    sweep_panel.wire_form(ctx, sweep_form, run_name, settings, make_config)
 
     # --- dataset and task ---
     def refresh_datasets(current):
