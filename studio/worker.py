@@ -30,9 +30,10 @@ def _higher_is_better(monitor: str) -> bool:
     return not ("loss" in name or "error" in name)
 
 
-class StoreReporting:
-    """What StoreReporter does: every Reporter call becomes a small write into the store.
-    (The class itself, a trainers Reporter, is made on first use: see `__getattr__`.)"""
+class StoreReporter:
+    """A trainers Reporter (the protocol of trainers/reporting.py, every method of it) whose
+    calls become small writes into the store. It does not subclass trainers' Reporter: importing
+    trainers loads torch (seconds), and the worker's heartbeat must start before that."""
 
     def __init__(self, store: Store, run_id: str):
         self.store, self.run_id = store, run_id
@@ -98,25 +99,6 @@ class StoreReporting:
             self._last_check = now
             self._stop = self.store.stop_requested(self.run_id)
         return self._stop
-
-
-_store_reporter = None
-
-
-def store_reporter_class():
-    """StoreReporting as a trainers Reporter. Made on first use: importing trainers loads
-    torch (seconds), and the worker's heartbeat must start before that."""
-    global _store_reporter
-    if _store_reporter is None:
-        from trainers.reporting import Reporter
-        _store_reporter = type("StoreReporter", (StoreReporting, Reporter), {"__module__": __name__})
-    return _store_reporter
-
-
-def __getattr__(name):  # `from studio.worker import StoreReporter` works too
-    if name == "StoreReporter":
-        return store_reporter_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _device_label(device) -> str | None:
@@ -218,7 +200,7 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
         from trainers.device import pick_device
 
         store.update_run(run_id, device=_device_label(pick_device()))
-        store_reporter = reporter = store_reporter_class()(store, run_id)
+        store_reporter = reporter = StoreReporter(store, run_id)
         if extra_reporter is not None:
             from trainers.reporting import MultiReporter
             reporter = MultiReporter(store_reporter, extra_reporter)

@@ -71,3 +71,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks by what a test needs, in one place: every test of a browser module is `browser`;
+    the registry's contract trains a run of every task, so it is `slow`. The README's command
+    still runs all of them; `-m "not browser and not slow"` gives a quick pass."""
+    for item in items:
+        module = item.module.__name__ if item.module else ""
+        if module.startswith("test_ui_browser"):
+            item.add_marker(pytest.mark.browser)
+        if module in ("test_task_contract", "test_try_tasks"):
+            item.add_marker(pytest.mark.slow)
+

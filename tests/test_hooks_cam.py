@@ -13,7 +13,7 @@ from trainers.learner import Learner
 from trainers.models import ResNetClassifier
 from conftest import tiny_config, write_colour_classes
 
-from square_data import CLASSES, SIZE, SQUARE, hit_fraction, square_image, write_square_classes
+from square_data import CLASSES, SIZE, hit_fraction, square_image, write_square_classes
 
 EPOCHS, BATCH, PER_CLASS = 5, 16, 32
 BRIGHT = 140  # grey level between the noise (50 +- 20) and the square (230 +- 15)

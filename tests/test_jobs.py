@@ -212,7 +212,8 @@ def test_store_reporter_writes_progress_best_metric_and_reads_the_stop_flag(stor
 
     run_id = store.create_run(tiny_config("/nowhere/colours", epochs=3))["id"]
     reporter = StoreReporter(store, run_id)
-    assert isinstance(reporter, Reporter)
+    protocol = [name for name in vars(Reporter) if not name.startswith("_")]
+    assert len(protocol) == 7 and all(callable(getattr(reporter, name)) for name in protocol)
     reporter.start({"device": "cpu", "epochs": 3, "batches_per_epoch": 4, "monitor": "error_rate"})
     for batch in range(1, 5):
         reporter.batch(1, batch, 4, 1.0 / batch, 1e-3)

@@ -1,6 +1,7 @@
 """The layers of docs/ARCHITECTURE.md, read from the source: imports point down only
 (app.py > studio/ui > studio > trainers) and no module of trainers/ or studio/ imports itself
 back through a cycle. Imports inside functions count too: a late import is still a dependency."""
+
 import ast
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def imports_of(path: Path, name: str) -> set:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - node.level + 1]
+                base = base[: len(base) - node.level + 1]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -76,7 +77,7 @@ def test_no_import_cycles():
         stack.append(node)
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

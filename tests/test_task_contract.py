@@ -3,6 +3,7 @@ checkpoint loads, Try answers in the task's view, the inspections it lists answe
 that exports gives a bundle whose demo answers. Nothing here names a task: a task added to the
 registry and to nothing else is tested too, as the test-only task registered below shows
 (it also appears in the Train tab's choices)."""
+
 import types
 
 import pytest
@@ -36,7 +37,9 @@ class TinyNet(nn.Module):
 
     def __init__(self, n_classes: int):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU())
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+        )
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, n_classes))
 
     def forward(self, x):
@@ -45,6 +48,7 @@ class TinyNet(nn.Module):
 
 class TinyClassify(Classify):
     """The test-only task: a classifier of its own network, registered by a fixture alone."""
+
     name = "tiny_test_classify"
     dataset_kinds = ()  # never guessed from a dataset; chosen by name
 

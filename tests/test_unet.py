@@ -59,7 +59,7 @@ def test_hooks_are_released_and_the_model_gives_the_same_answer_without_them():
         before = model(x)
         # Activations are not kept between calls (no batch held alive by the hooks).
         assert all(s.stored is None for s in model._stores)
-        model.export_ready()
+        model.remove_hooks()
         assert not model.has_hooks and not any(m._forward_hooks for m in model.encoder)
         assert torch.equal(model(x), before)
         assert torch.equal(torch.jit.trace(model, x)(x), before)

@@ -9,7 +9,6 @@ import random
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -121,9 +120,3 @@ def image_stats(paths, size: int, n: int = 256, seed: int = 0):
     allpix = np.concatenate(pixels)
     std = np.maximum(allpix.std(0), 1e-3)  # a constant channel must not divide by zero
     return tuple(float(v) for v in allpix.mean(0)), tuple(float(v) for v in std)
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    g = torch.Generator()
-    g.manual_seed(seed)
-    return g

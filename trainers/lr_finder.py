@@ -3,6 +3,7 @@ Learner's own loop, then gives the weights back as they were.
 
 `Learner.lr_find()` adds it for one short fit; nothing else in the loop knows it is there.
 """
+
 import copy
 import math
 
@@ -15,6 +16,7 @@ class LRFinder(Callback):
     not finite). The weights are restored in after_fit.
     Suggestion rule: the LR at the smoothed minimum divided by 10 (fastai's classic rule),
     which lies on the descending slope, where the loss still falls fast."""
+
     order = -10  # sets the batch's lr before anyone reads it
 
     def __init__(self, start_lr=1e-7, end_lr=10.0, num=100, beta=0.98, diverge=4.0):
@@ -29,7 +31,7 @@ class LRFinder(Callback):
         self.step, self.avg, self.best = 0, 0.0, math.inf
 
     def before_batch(self):
-        lr = self.start_lr * self.ratio ** self.step
+        lr = self.start_lr * self.ratio**self.step
         for group in self.learner.opt.param_groups:
             group["lr"] = lr
 

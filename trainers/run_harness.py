@@ -12,6 +12,7 @@ loss_value, batch_lr, epoch_metrics, stop, state()); the harness does the rest:
     ... train ...
     return harness.finish(loop, device, lr)                   # a RunResult
 """
+
 import dataclasses
 from pathlib import Path
 
@@ -23,13 +24,14 @@ from .run_files import RunFiles
 @dataclasses.dataclass
 class RunResult:
     """What a finished (or stopped) run says about itself; the store keeps it as JSON."""
-    status: str                      # "completed" or "stopped"
+
+    status: str  # "completed" or "stopped"
     epochs_done: int
     best_metric: float | None
     monitor: str
     device: str
     lr: float | None
-    pretrained: bool | None = None   # the weights the run started from, where that applies
+    pretrained: bool | None = None  # the weights the run started from, where that applies
     weights: str = ""
 
     def to_dict(self) -> dict:
@@ -40,8 +42,7 @@ class RunResult:
 
 
 class RunHarness:
-    def __init__(self, config, out_dir, reporter: Reporter | None = None, resume: bool = False,
-                 is_main: bool = True):
+    def __init__(self, config, out_dir, reporter: Reporter | None = None, resume: bool = False, is_main: bool = True):
         self.config, self.out, self.reporter, self.is_main = config, Path(out_dir), reporter, is_main
         self.checkpoint = load_last_checkpoint(self.out) if resume else None
         self.done = self.checkpoint["epoch"] if self.checkpoint else 0  # epochs finished before
@@ -74,12 +75,26 @@ class RunHarness:
         self.saver.best = self.best_before
         if not self.is_main:
             return []
-        return [self.saver, EpochSamples(sample_fn, self.out / "samples", self.report.sample), ReportEvents(self.report)]
+        return [
+            self.saver,
+            EpochSamples(sample_fn, self.out / "samples", self.report.sample),
+            ReportEvents(self.report),
+        ]
 
     def start(self, device, batches_per_epoch: int, lr, world_size: int = 1, **more) -> None:
-        self.report.start({"device": str(device), "epochs": self.config.epochs, "batches_per_epoch": batches_per_epoch,
-                           "monitor": self.monitor, "higher_is_better": self.higher_is_better, "lr": lr,
-                           "task": self.config.task, "world_size": world_size, **more})
+        self.report.start(
+            {
+                "device": str(device),
+                "epochs": self.config.epochs,
+                "batches_per_epoch": batches_per_epoch,
+                "monitor": self.monitor,
+                "higher_is_better": self.higher_is_better,
+                "lr": lr,
+                "task": self.config.task,
+                "world_size": world_size,
+                **more,
+            }
+        )
         self.report.status("running")
 
     def finish(self, loop, device, lr, **more) -> RunResult:

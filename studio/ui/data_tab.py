@@ -226,7 +226,7 @@ def build(ctx):
     gr.Markdown("Turn your own pictures into a training set. Builders never change your files: each one makes a new "
                 "dataset in the workspace.")
     with gr.Tabs():
-        with gr.Tab("Folder labels") as tab_labels:
+        with gr.Tab("Folder labels"):
             gr.Markdown("One folder per class (optionally inside `train/` and `valid/`), "
                         + ("in an uploaded zip." if shared else "from a folder on this machine or a zip."))
             with gr.Row():

@@ -8,7 +8,7 @@ and applies two convolutions. The input itself is the last cross-connection, fol
 residual block. Any input size works: where the decoder's grid and a cross-connection differ
 by a pixel (odd sizes), the upsampled map is interpolated to the cross-connection's size.
 
-Hooks are removed by `remove_hooks()` (also on deletion and by `export_ready()`); without hooks
+Hooks are removed by `remove_hooks()` (also on deletion); without hooks
 the same forward walks the encoder layer by layer and keeps the same activations, which is
 what tracing and scripting need.
 """
@@ -161,19 +161,19 @@ class _Store:
 
 class UNet(nn.Module):
     def __init__(self, arch="resnet34", n_out=3, pretrained=False, in_channels=3, scale=1, blur=False,
-                 self_attention=False, y_range=None, image_residual=None, probe_size=64, bn_momentum=BN_MOMENTUM,
+                 self_attention=False, image_residual=None, probe_size=64, bn_momentum=BN_MOMENTUM,
                  norm="batch"):
         """n_out: output channels (classes for segmentation, 3 for images). scale: output is
-        scale times the input (super-resolution). y_range: (lo, hi) squashes the output by a
-        sigmoid. image_residual: (mean, std) of the input normalisation; the output is then the
-        input image (denormalised, resized) plus a learned correction that starts at zero.
+        scale times the input (super-resolution). image_residual: (mean, std) of the input
+        normalisation; the output is then the input image (denormalised, resized) plus a
+        learned correction that starts at zero.
         bn_momentum: of every batch norm (see below). norm: "batch" (the course's, and what a
         pretrained encoder was trained with) or "group" (each image's own statistics, below)."""
         if norm not in NORMS:
             raise ValueError(f"Unknown norm {norm!r}; choose one of {', '.join(NORMS)}.")
         super().__init__()
         self.encoder = resnet_body(arch, pretrained)
-        self.scale, self.y_range = scale, y_range
+        self.scale = scale
         if image_residual is not None:
             mean, std = image_residual
             self.register_buffer("in_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
@@ -262,11 +262,6 @@ class UNet(nn.Module):
             handle.remove()
         self._handles, self._stores = [], []
 
-    def export_ready(self) -> "UNet":
-        """A hook-free model for tracing/scripting (the same weights, the same results)."""
-        self.remove_hooks()
-        return self
-
     def __del__(self):
         try:
             self.remove_hooks()
@@ -304,9 +299,6 @@ class UNet(nn.Module):
             if self.scale > 1:
                 base = F.interpolate(base, scale_factor=self.scale, mode="bicubic", align_corners=False)
             x = base + self.residual_gate(x)
-        if self.y_range is not None:
-            lo, hi = self.y_range
-            x = torch.sigmoid(x) * (hi - lo) + lo
         return x
 
     def layer_groups(self) -> list:

@@ -1,6 +1,7 @@
 """The task registry (timm's pattern): each task module registers its Task under its name.
 
 A leaf module: trainers.tasks imports every task module, which fills TASKS as it loads."""
+
 from ..errors import ConfigError
 
 TASKS = {}
