@@ -96,3 +96,23 @@ def test_the_checker_sees_a_cycle_and_an_upward_import(tmp_path):
     modules = {"studio", "studio.jobs", "trainers", "trainers.fit", "trainers.a", "trainers.b"}
     assert project_imports(a, "trainers.a", modules) == {"studio.jobs", "trainers.fit", "trainers.b"}
     assert layer("studio.jobs") > layer("trainers.a")
+
+
+def test_the_public_api_is_what_docs_api_md_documents(tmp_path):
+    """One API policy: the built studio's public endpoints are exactly the ones docs/API.md
+    lists in its tables, and every other listener is private."""
+    import re
+
+    from studio.ui import build_app
+    from studio.ui.api import ENDPOINTS
+    from studio.ui.context import StudioContext
+
+    documented = set(re.findall(r"^\| `/(\w+)` \|", (ROOT / "docs" / "API.md").read_text(), re.M))
+    ctx = StudioContext.open(tmp_path / "workspace")
+    try:
+        demo = build_app(ctx)
+    finally:
+        ctx.store.close()
+    public = {fn.api_name for fn in demo.fns.values() if fn.api_visibility == "public"}
+    assert public == documented == set(ENDPOINTS)
+    assert sum(fn.api_visibility == "private" for fn in demo.fns.values()) > 20

@@ -11,6 +11,36 @@ from studio.datasets.manifest import dataset_names, read_manifest
 
 from .context import user_errors
 
+# The studio's public endpoints, every one documented in docs/API.md, and where each is wired:
+# "api" ones are registered by register() below; the others answer with pictures, charts or
+# galleries that their tab's components render, so the tab's listener carries the name.
+# apply_policy() makes every other listener private, whatever its tab says.
+ENDPOINTS = {
+    "list_datasets": "api", "start_run": "api", "run_status": "api", "stop_run": "api",
+    "resume_run": "api", "list_runs": "api", "start_sweep": "api", "sweep_status": "api",
+    "import_folder": "data_tab", "crappify": "data_tab", "import_masks": "data_tab",
+    "preview_augmentations": "data_tab", "samples_gif": "runs_tab", "compare_samples": "runs_tab",
+    "try_model": "try_tab",
+}
+
+
+def apply_policy(blocks) -> None:
+    """One API policy: the endpoints of ENDPOINTS are public, each exactly once; every other
+    listener is private (Gradio makes a listener without api_name public under its function's
+    name). Raises when a documented endpoint is missing or doubled, so a renamed one fails at
+    start, not in a user's script."""
+    public = []
+    for fn in blocks.fns.values():
+        if fn.api_name in ENDPOINTS and fn.api_visibility == "public":
+            public.append(fn.api_name)
+        else:
+            fn.api_visibility = "private"
+    missing = sorted(set(ENDPOINTS) - set(public))
+    doubled = sorted({name for name in public if public.count(name) > 1})
+    if missing or doubled:
+        raise RuntimeError(f"API endpoints missing: {missing}; registered twice: {doubled}.")
+
+
 SUMMARY_FIELDS = ("id", "name", "kind", "status", "task", "dataset", "epoch", "epochs", "best_metric",
                   "monitor", "device", "created", "started", "ended", "error")
 

@@ -38,4 +38,5 @@ def build_app(ctx) -> gr.Blocks:
                 demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = train.on_load
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+    api.apply_policy(demo)  # the documented endpoints public, every other listener private
     return demo
