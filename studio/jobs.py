@@ -172,8 +172,8 @@ class Jobs:
     def submit(self, config: dict, name=None, kind: str = "train") -> str:
         """Validate and queue a run; raises ConfigError (its message meant for the user)
         before anything is created."""
-        if kind not in ("train", "lr_find"):
-            raise JobError(f"Unknown run kind {kind!r}: use 'train' or 'lr_find'.")
+        if kind not in ("train", "lr_find", "estimate"):
+            raise JobError(f"Unknown run kind {kind!r}: use 'train', 'lr_find' or 'estimate'.")
         config = self._checked(config)
         return self.store.create_run(config, name=name, kind=kind)["id"]
 

@@ -11,7 +11,7 @@ import time
 import diskcache
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
-KINDS = ("train", "lr_find")
+KINDS = ("train", "lr_find", "estimate")
 
 # Which status may follow which. Anything else is refused, so two processes racing to
 # change a run cannot, say, revive a completed one.

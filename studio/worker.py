@@ -208,6 +208,11 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
         if record["kind"] == "lr_find":
             result = trainers.find_lr(config, reporter)
             status = "stopped" if store.stop_requested(run_id) else "completed"
+        elif record["kind"] == "estimate":  # a few batches timed before Start (trainers/budget.py)
+            from trainers.fit import estimate_run
+
+            result = estimate_run(config)
+            status = "completed"
         else:
             result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume"))).to_dict()
             store_reporter.flush()

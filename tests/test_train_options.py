@@ -26,7 +26,7 @@ def form(task, dataset="photos", **changes):
     """The Train tab's values for `task` as the tab shows them after choosing it."""
     size, batch, epochs, lr, freeze, _ = train_tab.task_settings(task)
     values = dict(dataset=dataset, task=task, arch="resnet18", pretrained=False, image_size=size, batch_size=batch,
-                  epochs=epochs, lr=lr["value"], freeze_epochs=freeze, mixed_precision=True, seed=42,
+                  epochs=epochs, lr=lr["value"], freeze_epochs=freeze, mixed_precision=True, seed=42, budget="none",
                   generator_run=None, style_mode="network", style_image=None, content_image=None, steps=100)
     values.update(changes)
     return list(values.values())
@@ -123,3 +123,20 @@ def test_form_says_whether_weights_are_here_and_where_a_file_goes(tmp_path, monk
     assert train_tab.weights_note("resnet34", "auto").startswith("✓")
     assert train_tab.make_config(*form("classify", dataset="digits", pretrained="auto"))["pretrained"] == "auto"
     assert train_tab.make_config(*form("classify", dataset="digits", pretrained="on"))["pretrained"] is True
+
+
+def test_form_defaults_fit_the_pictures_and_take_a_budget(ctx):
+    digits = train_tab.form_defaults(ctx.workspace, "digits")
+    # The bundled digits are 32 px: never enlarged to RunConfig's 128.
+    assert digits["image_size"] == 32 and digits["task"] == "classify" and digits["pretrained"] == "auto"
+    assert digits["budget_s"] == 60
+    shapes = train_tab.form_defaults(ctx.workspace, "shapes")
+    assert shapes["task"] == "segment" and shapes["image_size"] == 64 and "budget_s" not in shapes
+    config = ctx.jobs._checked(dict(digits, data="digits"))
+    assert config["budget_s"] == 60 and config["image_size"] == 32
+    assert train_tab.make_config(*form("classify", dataset="digits", budget="600"))["budget_s"] == 600
+    assert "budget_s" not in train_tab.make_config(*form("classify", dataset="digits"))
+    size, batch, why = train_tab.data_sizes(ctx.workspace, "digits", "classify")
+    assert (size, batch) == (32, 32) and "never enlarged" in why
+    run_id = ctx.jobs.submit(dict(digits, data="digits"), kind="estimate")
+    assert ctx.store.get_run(run_id)["kind"] == "estimate"

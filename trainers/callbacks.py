@@ -159,7 +159,7 @@ class EpochSamples(Callback):
         epoch = learn.epoch + 1
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"epoch_{epoch:03d}.png"
-        image = self.sample_fn(learn.model)
+        image = learn.sample_with(self.sample_fn) if hasattr(learn, "sample_with") else self.sample_fn(learn.model)
         tmp = path.with_suffix(".tmp.png")
         image.save(tmp)
         tmp.replace(path)

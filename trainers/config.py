@@ -41,6 +41,7 @@ class RunConfig:
     augment: bool = True
     monitor: str = ""
     sample_count: int = 8
+    budget_s: float | None = None  # seconds for the whole run: the epochs come from a measurement
     extra: dict = field(default_factory=dict)
 
     # --- reading and writing -------------------------------------------------
@@ -116,6 +117,8 @@ class RunConfig:
             self.grad_clip = float(self.grad_clip)
         want("monitor", (str,), "a metric name (or empty for the task's default)")
         want("extra", (dict,), "a JSON object")
+        if self.budget_s is not None:
+            want("budget_s", (int, float), "a number of seconds, or null for no limit")
 
     def validate(self) -> "RunConfig":
         """Check settings and data; raise ConfigError with a readable reason."""
@@ -137,6 +140,8 @@ class RunConfig:
             raise ConfigError("'grad_clip' must be a positive gradient norm (e.g. 1.0), or null for no clipping.")
         if not 0 < self.valid_pct < 1:
             raise ConfigError("'valid_pct' must be a fraction between 0 and 1, e.g. 0.2.")
+        if self.budget_s is not None and not 10 <= self.budget_s <= 7 * 24 * 3600:
+            raise ConfigError("'budget_s' must be between 10 seconds and a week (or null: no limit, 'epochs' decides).")
         if self.num_workers < 0:
             raise ConfigError("'num_workers' must be 0 or more.")
         if not self.data:

@@ -5,18 +5,21 @@ the body is pretrained, then everything with discriminative learning rates), res
 `checkpoints/last.pt` when asked, and reports through a Reporter.
 """
 import dataclasses
+import time
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from . import distributed
+from . import budget, distributed
 from .callbacks import Callback, GradientClip
 from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
 from .hooks import ActivationStats
 from .learner import Learner
+from .memory import MemoryGuard
 from .models.weights import resolve_pretrained
+from .precise_bn import PreciseBatchNorm
 from .reporting import Reporter
 from .run_harness import RunHarness, RunResult
 from .tasks import get_task
@@ -94,7 +97,8 @@ def _build(config, device):
     device = pick_device(device) if not isinstance(device, torch.device) else device
     ctx, device = distributed.init_distributed(device)
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every rerun
-    parts = get_task(config.task).build(config, device)
+    task = get_task(config.task)
+    parts = task.build(config, device)
     train_dl, valid_dl = _loaders(parts, config, device, ctx)
     learner = Learner(parts.model, train_dl, valid_dl, parts.loss_fn, parts.metrics, device=device,
                       mixed_precision=config.mixed_precision, weight_decay=config.weight_decay, seed=config.seed)
@@ -104,6 +108,11 @@ def _build(config, device):
         learner.add_callbacks([_SyncStop()])
     if config.grad_clip is not None:
         learner.add_callbacks([GradientClip(config.grad_clip)])
+    learner.add_callbacks([MemoryGuard(f"lower 'image_size' (now {config.image_size} px) or choose a smaller "
+                                       f"'arch' than {config.arch}")])
+    # The task says whether its networks need it (precise_bn.py); extra.precise_bn overrides.
+    if config.extra.get("precise_bn", getattr(task, "precise_bn", False)):
+        learner.add_callbacks([PreciseBatchNorm()])
     return ctx, device, parts, learner
 
 
@@ -128,7 +137,9 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
 
 def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None) -> RunResult:
     """Train `config` into `out_dir`; returns a RunResult (status 'completed' or 'stopped',
-    epochs_done, best_metric, monitor, device, lr, the weights it started from)."""
+    epochs_done, best_metric, monitor, device, lr, the weights it started from, its estimated
+    and its real seconds)."""
+    started = time.perf_counter()
     config = _as_config(config)
     # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: Task.own_fit
     # returns that fit (same arguments, same result), or None for the Learner below.
@@ -144,7 +155,12 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
     ctx, device, parts, learner = _build(config, device)
     try:
         harness.is_main = ctx.is_main
+        # Before the run folder is written: the rehearsal may choose the epochs (budget_s).
+        config, estimate = _rehearse(config, learner, checkpoint, harness.reporter or Reporter(), started, ctx)
+        harness.config = config
         report = harness.open()
+        learner.log = report.log
+        report.log(estimate["line"])
         if checkpoint is not None:
             learner.unwrapped.load_state_dict(checkpoint["model"])
             lr = checkpoint["lr"]
@@ -194,7 +210,8 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
                 break
             first = end
 
-        return harness.finish(learner, device, lr, pretrained=config.pretrained, weights=weights_note)
+        return harness.finish(learner, device, lr, pretrained=config.pretrained, weights=weights_note,
+                              estimate_s=estimate["total_s"], seconds=round(time.perf_counter() - started, 1))
     finally:
         distributed.shutdown()
 
@@ -211,6 +228,47 @@ def _choose_lr(config, learner, ctx, device, report) -> float:
         lr = distributed.broadcast_float(lr, device)
     report.log(f"LR finder suggests {lr:.2e}; training with it")
     return lr
+
+
+def _rehearse(config, learner, checkpoint, report, started, ctx=None) -> tuple:
+    """Before the first step: a trial batch at the run's sizes (memory guardrail) that also times
+    the run; with `budget_s`, the epochs that fit the budget. Returns (config, estimate)."""
+    learner.log = report.log
+    timing = learner.rehearse()
+    epoch_s = learner.estimate_epoch_s(timing)
+    setup_s = time.perf_counter() - started
+    if checkpoint is not None:  # a resumed run keeps the plan it started with
+        config = dataclasses.replace(config, epochs=checkpoint.get("config", {}).get("epochs", config.epochs))
+    elif config.budget_s is not None and not config.extra.get("progressive"):
+        finder_s = budget.LR_FINDER_BATCHES * timing["train_batch_s"] if config.lr is None else 0.0
+        epochs = budget.plan_epochs(config.budget_s, setup_s + finder_s, epoch_s)
+        if ctx is not None and ctx.enabled:  # every rank must run the same epochs: rank 0's choice
+            epochs = round(distributed.broadcast_float(float(epochs), learner.device))
+        config = dataclasses.replace(config, epochs=epochs)
+        report.log(f"budget about {budget.clock(config.budget_s)}: {epochs} epochs of about {epoch_s:.1f} s")
+    estimate = budget.estimate(setup_s, epoch_s, config.epochs, timing["train_batch_s"], config.lr is None)
+    estimate["line"] = (f"estimate: about {budget.clock(estimate['total_s'])} in all ({config.epochs} epochs of about "
+                        f"{epoch_s:.1f} s, measured on {learner.device} before the first step; setup {setup_s:.1f} s)")
+    return config, estimate
+
+
+def estimate_run(config, device=None) -> dict:
+    """The run's time before Start, measured on this device: build its parts, rehearse a few
+    batches, and say how long it would take (with `budget_s`, for the epochs the budget sets).
+    Nothing is written; "auto" weights count only when they are on this machine."""
+    started = time.perf_counter()
+    config = _as_config(config)
+    config = config.with_pretrained(config.pretrained_here())
+    if get_task(config.task).own_fit(config) is not None:
+        raise ConfigError(f"The {config.task} task runs a loop of its own, which has no estimate yet.")
+    ctx, device, parts, learner = _build(config, device)
+    try:
+        config, estimate = _rehearse(config, learner, None, Reporter(), started, ctx)
+        return {**{k: v for k, v in estimate.items() if k != "line"}, "device": str(device),
+                "batches_per_epoch": len(learner.train_dl), "image_size": config.image_size,
+                "batch_size": config.batch_size}
+    finally:
+        distributed.shutdown()
 
 
 def _fmt(lr) -> str:

@@ -4,6 +4,8 @@ Read it top to bottom: `fit_one_cycle` builds the optimiser and schedule, then `
 runs epochs of `_train_batch` and `validate`, firing events that callbacks hook into
 (callbacks.py lists them). The batch in hand is on the learner: `xb`, `yb`, `pred`, `loss`.
 """
+import copy
+import itertools
 import math
 import time
 from contextlib import nullcontext
@@ -36,7 +38,12 @@ class Learner(CallbackHost):
         self.stop = False
         self.xb = self.yb = self.pred = self.loss = self.error = None  # the batch in hand
         self.epoch_metrics = {}
-        self.extra_state = {}  # anything a caller wants stored in checkpoints (e.g. phase)
+        self.extra_state = {}
+        # Memory guardrails (memory.py): a batch goes through the model in `chunks` parts
+        # (gradients summed, so steps and schedule stay the same), validation in `valid_chunks`.
+        self.chunks, self.valid_chunks = 1, 1
+        self.stage = "training"  # what the loop does now, for a callback handling an error
+        self.log = lambda line: None  # fit() points this at the run's log  # anything a caller wants stored in checkpoints (e.g. phase)
 
     def _default_groups(self):
         model = self.unwrapped
@@ -164,19 +171,32 @@ class Learner(CallbackHost):
             # learner.error = None; the batch is then skipped like a cancelled one.
             self.error = error
             self.fire("on_batch_error")
-            if self.error is not None:
+            if self.error is error:
                 raise
             self.opt.zero_grad(set_to_none=True)
+            if self.error is not None:  # a callback's own, clearer error
+                raise self.error from error
             raise CancelBatch from error
 
     def _one_step(self):
         """Forward, loss, backward, step: each stage ends in an event a callback can act on."""
         self.batch_lr = self.opt.param_groups[-1]["lr"]
-        with self._autocast():
-            self.pred = self.model(self.xb)
-            self.loss = self.loss_fn(self.pred, self.yb)
-        self.fire("after_loss")
-        self.scaler.scale(self.loss).backward()
+        if self.chunks == 1:
+            with self._autocast():
+                self.pred = self.model(self.xb)
+                self.loss = self.loss_fn(self.pred, self.yb)
+            self.fire("after_loss")
+            self.scaler.scale(self.loss).backward()
+        else:  # after an out-of-memory error: the same batch in parts, gradients summed
+            total, n = 0.0, len(self.yb)
+            for xc, yc in zip(self.xb.chunk(self.chunks), self.yb.chunk(self.chunks)):
+                with self._autocast():
+                    self.pred = self.model(xc)
+                    self.loss = self.loss_fn(self.pred, yc) * (len(yc) / n)
+                self.fire("after_loss")
+                self.scaler.scale(self.loss).backward()
+                total = total + self.loss.detach()
+            self.loss = total
         self.fire("before_step")
         self.scaler.step(self.opt)
         self.scaler.update()
@@ -210,11 +230,8 @@ class Learner(CallbackHost):
         total, count = 0.0, 0
         for xb, yb in self.valid_dl:
             xb, yb = self._to_device(xb, yb)
-            with self._autocast():
-                pred = self.model(xb)
-                loss = self.loss_fn(pred, yb)
-            pred = pred.float()
-            total += loss.item() * len(yb)
+            pred, loss = self._valid_batch(xb, yb)
+            total += loss * len(yb)
             count += len(yb)
             for m in self.metrics:
                 m.accumulate(pred, yb)
@@ -222,6 +239,100 @@ class Learner(CallbackHost):
         results.update({m.name: m.value for m in self.metrics})
         self.fire("after_validate")
         return results
+
+    def _valid_batch(self, xb, yb):
+        """(float predictions, mean loss) of one validation batch, in `valid_chunks` parts."""
+        def forward():
+            preds, loss = [], 0.0
+            for xc, yc in zip(xb.chunk(self.valid_chunks), yb.chunk(self.valid_chunks)):
+                with self._autocast():
+                    pred = self.model(xc)
+                    loss += self.loss_fn(pred, yc).item() * len(yc) / len(yb)
+                preds.append(pred.float())
+            return torch.cat(preds), loss
+
+        return self._retrying(forward, "validating", len(yb))
+
+    def sample_with(self, sample_fn):
+        """sample_fn(model) (a task's sample grid), with the model taking its input in
+        `valid_chunks` parts once memory ran out."""
+        size = getattr(self.valid_dl, "batch_size", None) or 2
+        return self._retrying(lambda: sample_fn(InParts(self.model, self.valid_chunks) if self.valid_chunks > 1
+                                                else self.model), "drawing the sample grid", size)
+
+    def _retrying(self, work, stage, batch):
+        """work(), again after a callback handled its error (on_batch_error: memory.py halves
+        the parts); any other error, or one no callback handled, is raised."""
+        while True:
+            self.stage, self.batch_size_now = stage, batch
+            try:
+                return work()
+            except Exception as error:
+                self.error = error
+                self.fire("on_batch_error")
+                if self.error is error:
+                    raise
+                if self.error is not None:
+                    raise self.error from error
+            finally:
+                self.stage = "training"
+
+    # --- before the first step ------------------------------------------------
+    def rehearse(self, timed_batches: int = 2) -> dict:
+        """Before the first step: one training batch forward and backward and one validation
+        batch forward at the run's sizes on its device (an out-of-memory error halves the batch
+        here, before anything is learnt), then `timed_batches` more training steps and a
+        validation batch, timed, for the run's estimate. Loading and augmenting count. The
+        model, its batch-norm statistics and the random state are as they were afterwards.
+        Returns seconds per training batch and per validation batch."""
+        saved = copy.deepcopy(self.unwrapped.state_dict())
+        rng = rng_state()
+        self.make_optimizer(0.0)  # a real AdamW step that changes nothing (lr 0)
+        sched, self.sched = self.sched, None
+        self.model.train()
+        batches = itertools.cycle(self.train_dl)
+        try:
+            timings = []
+            for _ in range(1 + timed_batches):
+                start = time.perf_counter()
+                xb, yb = next(batches)
+                self.xb, self.yb = self._to_device(xb, yb)
+                while True:
+                    try:
+                        self._train_batch()
+                        break
+                    except CancelBatch:  # memory ran out and the batch was halved: again
+                        continue
+                self._sync()
+                timings.append(time.perf_counter() - start)
+            self.model.eval()
+            valid = []
+            with torch.inference_mode():
+                for xb, yb in itertools.islice(itertools.cycle(self.valid_dl), 2):
+                    start = time.perf_counter()
+                    self._valid_batch(*self._to_device(xb, yb))
+                    self._sync()
+                    valid.append(time.perf_counter() - start)
+        finally:
+            self.unwrapped.load_state_dict(saved)
+            set_rng_state(rng)
+            self.opt, self.sched = None, sched
+            self.model.train()
+        # The first batch pays for warming up (allocations, kernel choice); the timed ones, like
+        # a first epoch, still decode their images.
+        train_s = sum(timings[1:]) / timed_batches if timed_batches else timings[0]
+        return {"train_batch_s": train_s, "valid_batch_s": valid[-1], "first_batch_s": timings[0]}
+
+    def estimate_epoch_s(self, timing: dict) -> float:
+        """An epoch's seconds from a rehearsal: its training batches, its validation batches and
+        what callbacks add before validating (precise batch norm's forward passes)."""
+        extra = sum(getattr(cb, "forward_batches", lambda: 0)() for cb in self.callbacks)
+        return (len(self.train_dl) * timing["train_batch_s"] + len(self.valid_dl) * timing["valid_batch_s"]
+                + extra * timing["valid_batch_s"] / 2)
+
+    def _sync(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
 
     # --- LR finder -----------------------------------------------------------
     def lr_find(self, **settings) -> dict:
@@ -254,6 +365,18 @@ class Learner(CallbackHost):
             **self.extra_state,
             **(extra or {}),
         }
+
+
+class InParts(nn.Module):
+    """A model that takes its input batch in `parts` pieces: for callers that cannot be told to
+    split a batch (a task's sample grid) after memory ran out."""
+
+    def __init__(self, model: nn.Module, parts: int):
+        super().__init__()
+        self.model, self.parts = model, parts
+
+    def forward(self, x):
+        return torch.cat([self.model(part) for part in x.chunk(self.parts)])
 
 
 def _autocast_dtype(device: torch.device):

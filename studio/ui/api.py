@@ -60,7 +60,7 @@ def status_of(store, record) -> dict:
         "batch": record.get("batch") or 0, "batches": record.get("batches"), "eta_s": record.get("eta_s"),
         "metrics": metrics[-1] if metrics else {}, "best_metric": record.get("best_metric"),
         "monitor": record.get("monitor"), "device": record.get("device"), "error": record.get("error"),
-        "result": record.get("result") if record["kind"] == "lr_find" else None,
+        "result": record.get("result"),
     }
 
 
@@ -110,6 +110,17 @@ def register(ctx):
         return jobs.submit(settings, name=name or None)
 
     @user_errors
+    def train_defaults(dataset: str) -> dict:
+        """The config the Train tab fills in for a dataset of the workspace before anyone changes a
+        field (task from its kind, sizes from its pictures, time budget); start_run takes it as is."""
+        from .train_tab import form_defaults
+
+        if dataset not in dataset_names(ws):
+            raise gr.Error(f"There is no dataset named {dataset!r}; list_datasets shows the ones there are.",
+                           print_exception=False)
+        return form_defaults(ws, dataset)
+
+    @user_errors
     def run_status(run_id: str) -> dict:
         """A run's status, epoch and epochs, batch, ETA, last epoch's metrics, best metric, device and error."""
         return status_of(store, _record(store, run_id))
@@ -153,6 +164,7 @@ def register(ctx):
             raise gr.Error(f"There is no sweep {sweep_id!r}.", print_exception=False)
         return found
 
-    for fn in (list_datasets, start_run, run_status, stop_run, resume_run, list_runs, start_sweep, sweep_status):
+    for fn in (list_datasets, train_defaults, start_run, run_status, stop_run, resume_run, list_runs, start_sweep,
+               sweep_status):
         # No concurrency limit: a status call must not wait behind another client's call.
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)

@@ -42,6 +42,18 @@ class SettingsError(ValueError):
     """A setting typed in the form that cannot become a config (the trainers check the rest)."""
 PRETRAINED_INFO = ("ImageNet weights through torchvision. auto: used when they are on this machine or can be "
                    "downloaded, else the run trains from scratch and says so; on: the run stops if they are missing.")
+BUDGETS = [("about 1 minute", "60"), ("about 10 minutes", "600"), ("no limit", "none")]
+BUDGET_INFO = ("The run measures a few batches on this machine before its first step and chooses the epochs "
+               "that fit; 'no limit' trains for the epochs below.")
+
+
+def task_budget(task) -> str:
+    """The budget choice a task starts the form with (Task.form_budget_s), "none" for no limit."""
+    from trainers.tasks import TASKS
+
+    found = TASKS.get(task)
+    seconds = getattr(found, "form_budget_s", None) if found else None
+    return "none" if seconds is None else f"{seconds:g}"
 PRETRAINED_CHOICES = [("auto", "auto"), ("on", "on"), ("off", "off")]
 PRETRAINED_VALUES = {"auto": "auto", "on": True, "off": False, True: True, False: False}
 
@@ -111,8 +123,18 @@ def _whole(value, label):
     return int(float(value))
 
 
+def parse_budget(choice):
+    """The form's budget as seconds, or None for no limit (the epochs decide)."""
+    if choice in (None, "", "none"):
+        return None
+    try:
+        return float(choice)
+    except (TypeError, ValueError):
+        raise SettingsError(f"Choose a time budget from the list, not {choice!r}.") from None
+
+
 def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed, *options) -> dict:
+                mixed_precision, seed, budget="none", *options) -> dict:
     """The config for the form's values; `options` are task_options' inputs (gan and style)."""
     if not dataset:
         raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
@@ -124,6 +146,9 @@ def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs,
         "epochs": _whole(epochs, "Epochs"), "lr": parse_lr(lr), "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
         "mixed_precision": bool(mixed_precision), "seed": _whole(seed, "Seed"),
     }
+    budget_s = parse_budget(budget)
+    if budget_s is not None:
+        config["budget_s"] = budget_s
     extra = task_options.task_extra(task, *options) if options else {}
     if extra:
         config["extra"] = extra
@@ -143,6 +168,58 @@ def task_settings(task):
     lr = "" if own_rate else f"{d['lr']:g}"
     return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=info),
             d["freeze_epochs"], gr.update(visible=not own_rate))
+
+
+def data_sizes(workspace, name, task):
+    """(image size, batch size, a line saying why) that fit the dataset's pictures, or None when
+    the task keeps its own sizes or the data cannot be read (the run's checks say why)."""
+    from trainers.data_fit import settings_for_data
+
+    try:
+        found = settings_for_data({"task": task or "classify", "data": str(workspace.dataset_dir(name))})
+    except Exception:  # noqa: BLE001 - a dataset the form cannot size keeps the task's defaults
+        return None
+    if not found:
+        return None
+    native = found.get("native_side")
+    why = (f"Image size {found['image_size']} px from the pictures' own {native} px (never enlarged); "
+           f"batch {found['batch_size']} for {found['train_count']} training items.") if native else ""
+    return found["image_size"], found["batch_size"], why
+
+
+def form_defaults(workspace, name) -> dict:
+    """The config the Train tab fills in for a dataset before anyone changes a field: the task
+    from the dataset's kind, the task's defaults, sizes that fit the pictures, the budget."""
+    from trainers.config import RunConfig
+
+    task = task_for_dataset(workspace, name) or "classify"
+    d = RunConfig.defaults_for(task)
+    sizes = data_sizes(workspace, name, task)
+    config = {"task": task, "data": name, "arch": d["arch"], "pretrained": "auto",
+              "image_size": sizes[0] if sizes else d["image_size"], "batch_size": sizes[1] if sizes else d["batch_size"],
+              "epochs": d["epochs"], "lr": d["lr"], "freeze_epochs": d["freeze_epochs"],
+              "mixed_precision": d["mixed_precision"], "seed": d["seed"]}
+    budget_s = parse_budget(task_budget(task))
+    if budget_s is not None:
+        config["budget_s"] = budget_s
+    return config
+
+
+def estimate_text(record) -> str:
+    """A finished estimate run's result in one sentence for the form."""
+    from trainers.budget import clock as short
+
+    if record is None:
+        return ""
+    if record["status"] not in ENDED:
+        return f"Measuring a few batches on this machine: {record['status']}…"
+    r = record.get("result") or {}
+    if record["status"] != "completed" or not r.get("total_s"):
+        return f"⚠ No estimate: {record.get('error') or record['status']}"
+    finder = f", the LR finder {short(r['lr_finder_s'])}" if r.get("lr_finder_s") else ""
+    return (f"About **{short(r['total_s'])}** on {r.get('device', '?')}: {r['epochs']} epochs of about "
+            f"{r['epoch_s']:.1f} s ({r['batches_per_epoch']} batches of {r['batch_size']} at {r['image_size']} px), "
+            f"setup {r['setup_s']:.0f} s{finder}. Measured on a few batches; the run records its real time.")
 
 
 # --------------------------------------------------------------------------- showing a run
@@ -272,12 +349,18 @@ def build(ctx):
             about = gr.Markdown(dataset_summary(ws, first), elem_id="train-about")
             first_task = task_for_dataset(ws, first) or task_names()[0]
             start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
+            fitted = data_sizes(ws, first, first_task) if first else None
+            if fitted:
+                start_size, start_batch = fitted[0], fitted[1]
+            sizes_note = gr.Markdown(fitted[2] if fitted else "", elem_id="train-sizes-note")
             task = gr.Dropdown(task_names(), value=first_task, label="Task", elem_id="train-task",
                                info="Chosen from the dataset's kind; the trainers check that the two fit.")
             # Start sits right under what a newcomer chooses; the settings below have working defaults.
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
                 find_lr = gr.Button("Find learning rate", visible=start_finder["visible"], elem_id="train-find-lr")
+                estimate = gr.Button("Estimate time", elem_id="train-estimate")
+            estimate_note = gr.Markdown("", elem_id="train-estimate-note")
             lr_status = gr.Markdown("", elem_id="train-lr-status")
             lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
             run_name = gr.Textbox("", label="Run name (optional)", elem_id="train-run-name")
@@ -297,6 +380,8 @@ def build(ctx):
                 freeze_epochs = gr.Number(start_freeze, label="Frozen epochs", precision=0, minimum=0,
                                           info="With pretrained weights: train the head alone first.")
             lr = gr.Textbox(start_lr["value"], label="Learning rate", elem_id="train-lr", info=start_lr["info"])
+            budget = gr.Radio(BUDGETS, value=task_budget(first_task), label="Time budget",
+                              info=BUDGET_INFO, elem_id="train-budget")
             with gr.Row():
                 mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
@@ -320,8 +405,10 @@ def build(ctx):
     lr_run = gr.State(None)
     timer = gr.Timer(TICK_S)
     lr_timer = gr.Timer(TICK_S, active=False)
+    estimate_run = gr.State(None)
+    estimate_timer = gr.Timer(TICK_S, active=False)
     settings = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed, *options.inputs]
+                mixed_precision, seed, budget, *options.inputs]
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
     sweep_panel.wire_form(ctx, sweep_form, run_name, settings, make_config)
 
@@ -335,17 +422,34 @@ def build(ctx):
 
     def on_dataset(name, current):
         """A dataset of another kind switches the task, and the form to that task's defaults;
-        the same task keeps what the user typed."""
+        the same task keeps what the user typed, but for the sizes, which follow the pictures."""
         new = task_for_dataset(ws, name)
+        task_now = new or current
+        fitted = data_sizes(ws, name, task_now) if name else None
+        note = fitted[2] if fitted else ""
         if not new or new == current:
-            return dataset_summary(ws, name), gr.skip(), *(gr.skip(),) * len(defaults_view)
-        return dataset_summary(ws, name), new, *task_settings(new)
+            values = [gr.skip()] * len(defaults_view)
+            budget_value = gr.skip()
+        else:
+            values = list(task_settings(new))
+            budget_value = task_budget(new)
+        if fitted:
+            values[0], values[1] = fitted[0], fitted[1]
+        return dataset_summary(ws, name), note, (new if new and new != current else gr.skip()), budget_value, *values
+
+    def on_task(name, new):
+        values = list(task_settings(new))
+        fitted = data_sizes(ws, name, new) if name else None
+        if fitted:
+            values[0], values[1] = fitted[0], fitted[1]
+        return (fitted[2] if fitted else ""), task_budget(new), *values
 
     for control in (arch, pretrained):
         control.change(weights_note, [arch, pretrained], weights, api_visibility="private")
     # .input: the user's choice only; a task set by on_dataset brings its defaults itself.
-    task.input(task_settings, task, defaults_view, api_visibility="private")
-    dataset.change(on_dataset, [dataset, task], [about, task, *defaults_view], api_visibility="private")
+    task.input(on_task, [dataset, task], [sizes_note, budget, *defaults_view], api_visibility="private")
+    dataset.change(on_dataset, [dataset, task], [about, sizes_note, task, budget, *defaults_view],
+                   api_visibility="private")
 
     # --- start and follow ---
     @user_errors
@@ -400,6 +504,21 @@ def build(ctx):
         return f"⚠ The learning-rate finder did not finish: {reason}", gr.skip(), gr.skip(), gr.Timer(active=False)
 
     find_lr.click(start_lr_find, settings, [lr_run, lr_status, lr_timer], api_visibility="private")
+
+    # --- time estimate: a few batches measured by a worker, as a run would ---
+    @user_errors
+    def start_estimate(*values):
+        new_id = jobs.submit(make_config(*values), kind="estimate")
+        return new_id, "Measuring a few batches on this machine…", gr.Timer(active=True)
+
+    def estimate_progress(rid):
+        record = store.get_run(rid) if rid else None
+        done = record is None or record["status"] in ENDED
+        return estimate_text(record), gr.Timer(active=not done)
+
+    estimate.click(start_estimate, settings, [estimate_run, estimate_note, estimate_timer], api_visibility="private")
+    estimate_timer.tick(estimate_progress, estimate_run, [estimate_note, estimate_timer], api_visibility="private",
+                        show_progress="hidden")
     lr_timer.tick(lr_progress, lr_run, [lr_status, lr_plot, lr, lr_timer], api_visibility="private",
                   show_progress="hidden")
 

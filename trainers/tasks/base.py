@@ -29,6 +29,9 @@ class Task:
     defaults: dict = {}
     # Where defaults leave lr null: the rate the task uses instead, in words for a form's hint.
     own_lr = ""
+    # The time budget a form starts this task with (seconds; None: no limit, the epochs decide).
+    # Only tasks whose runs are short enough for a one-minute start on a CPU set one.
+    form_budget_s = None
 
     # --- what the studio needs to know (it iterates the registry and names no task) ---------
     # dataset.json kinds this task trains on; the Train tab guesses the first task claiming a kind.

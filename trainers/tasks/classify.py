@@ -21,6 +21,10 @@ RIGHT, WRONG = (90, 220, 110), (240, 80, 80)
 class Classify(Task):
     name = "classify"
     default_monitor = "accuracy"
+    # Batch norm statistics recomputed with the final weights before every validation
+    # (precise_bn.py): from scratch, eval-mode statistics otherwise lag the weights.
+    precise_bn = True
+    form_budget_s = 60  # a first model in about a minute (issue 14; docs/BENCHMARKS.md)
     dataset_kinds = ("classify",)
     try_view, try_inputs, try_button = "classes", ("picture", "k"), "Predict"
     try_about = "Upload a picture (or use the webcam): the most likely classes and where the model looked."
@@ -41,6 +45,15 @@ class Classify(Task):
             raise ConfigError(
                 f"The batch size ({config.batch_size}) is larger than the training set ({len(train)} images); "
                 f"use a batch size of at most {len(train)}.")
+
+    def sizes_for_data(self, config) -> dict:
+        """Image size from the pictures' own resolution, batch from the training set's size."""
+        from ..data_fit import fitted_batch, fitted_size, native_side
+
+        classes, train, valid = scan_labelled_folder(config.data, config.valid_pct, config.seed)
+        native = native_side([p for p, _ in train])
+        return {"image_size": fitted_size(native, config.image_size), "batch_size": fitted_batch(len(train), 32),
+                "native_side": native, "train_count": len(train)}
 
     def build(self, config, device) -> TaskParts:
         classes, train, valid = scan_labelled_folder(config.data, config.valid_pct, config.seed)

@@ -75,6 +75,9 @@ def input_stats(config, paths):
 class Segment(Task):
     name = "segment"
     default_monitor = "dice"
+    # Batch norm statistics recomputed with the final weights before every validation
+    # (precise_bn.py): from scratch, eval-mode statistics otherwise lag the weights.
+    precise_bn = True
     dataset_kinds = ("segment",)
     try_view, try_inputs, try_button = "overlay", ("picture", "opacity"), "Segment"
     try_about = "Upload a picture: each pixel tinted by its predicted class."
@@ -94,6 +97,19 @@ class Segment(Task):
         read_codes(config.data)
         train, _ = scan_pairs(config.data, "images", "labels", config.valid_pct, config.seed)
         check_unet_config(config, "segment", len(train))
+        if config.extra.get("norm", "batch") not in ("batch", "group"):
+            raise ConfigError("'extra.norm' must be \"batch\" or \"group\".")
+
+    def sizes_for_data(self, config) -> dict:
+        """Image size from the pictures' own resolution (a multiple of 32, the U-Net's stride),
+        batch from the training set's size."""
+        from ..data_fit import fitted_batch, fitted_size, native_side
+
+        train, _ = scan_pairs(config.data, "images", "labels", config.valid_pct, config.seed)
+        native = native_side([p for p, _ in train])
+        return {"image_size": fitted_size(native, config.image_size, multiple=32, smallest=32),
+                "batch_size": fitted_batch(len(train), self.defaults["batch_size"]),
+                "native_side": native, "train_count": len(train)}
 
     def build(self, config, device) -> TaskParts:
         codes, void = read_codes(config.data)
@@ -108,7 +124,7 @@ class Segment(Task):
         # follows the last two or three, and the held-out Dice moved by +-0.005 from epoch to epoch.
         model = UNet(config.arch, n_out=len(codes), pretrained=config.pretrained,
                      blur=config.extra.get("blur", False), self_attention=config.extra.get("self_attention", False),
-                     bn_momentum=0.1)
+                     bn_momentum=0.1, norm=config.extra.get("norm", "batch"))
         loss = nn.CrossEntropyLoss(ignore_index=void if void is not None else -100)
         metrics = [PixelAccuracy(len(codes), void), Dice(len(codes), void), MeanIoU(len(codes), void)]
         monitor = config.monitor or self.default_monitor

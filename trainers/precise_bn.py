@@ -1,0 +1,62 @@
+"""Precise batch norm: statistics that fit the weights being validated.
+
+In eval mode batch norm divides by running statistics, an average over the last batches of
+training. From scratch the weights move fast, and that average describes networks that no
+longer exist: a segmentation run's validation loss jumped from 0.41 to 14,335 after its second
+epoch with torch's default momentum (issue 14). Before every validation this callback
+recomputes the statistics with the final weights: the last few training batches of the epoch
+go through the model again in train mode, without gradients, averaged with equal weights
+(momentum None). torch has no helper for this (fvcore's `update_bn_stats` does the same).
+"""
+import math
+
+import torch
+from torch import nn
+
+from .callbacks import Callback
+
+_BN = nn.modules.batchnorm._BatchNorm
+
+
+class PreciseBatchNorm(Callback):
+    order = 5  # before the other callbacks' before_validate: they may look at eval outputs
+
+    def __init__(self, images: int = 64, max_batches: int = 8):
+        self.images, self.max_batches = images, max_batches
+        self.kept = []
+
+    def forward_batches(self) -> int:
+        """How many extra forward passes (training batches) this adds per epoch: for estimates."""
+        learn = self.learner
+        size = getattr(learn.train_dl, "batch_size", None) or 1
+        return min(self.max_batches, math.ceil(self.images / size), len(learn.train_dl))
+
+    def before_epoch(self):
+        self.kept = []
+
+    def after_batch(self):
+        # The epoch's last inputs, already on the device (no second decode or augmentation).
+        self.kept.append(self.learner.xb)
+        if len(self.kept) > self.forward_batches():
+            self.kept.pop(0)
+
+    def before_validate(self):
+        learn = self.learner
+        norms = [m for m in learn.model.modules() if isinstance(m, _BN) and m.track_running_stats]
+        if not norms or not self.kept:
+            return
+        momenta = [m.momentum for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the batches below
+            m.train()
+        try:
+            with torch.no_grad(), learn._autocast():
+                for xb in self.kept:
+                    for part in xb.chunk(learn.chunks):  # the parts training fits in memory
+                        learn.model(part)
+        finally:
+            for m, momentum in zip(norms, momenta):
+                m.momentum = momentum
+                m.eval()
+            self.kept = []
