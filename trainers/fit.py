@@ -156,11 +156,12 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
     try:
         harness.is_main = ctx.is_main
         # Before the run folder is written: the rehearsal may choose the epochs (budget_s).
-        config, estimate = _rehearse(config, learner, checkpoint, harness.reporter or Reporter(), started, ctx)
+        config, estimate = _rehearse(config, learner, checkpoint, started, ctx)
         harness.config = config
         report = harness.open()
         learner.log = report.log
-        report.log(estimate["line"])
+        for line in estimate["log"]:  # what the rehearsal said, now that the run has a log
+            report.log(line)
         if checkpoint is not None:
             learner.unwrapped.load_state_dict(checkpoint["model"])
             lr = checkpoint["lr"]
@@ -230,10 +231,12 @@ def _choose_lr(config, learner, ctx, device, report) -> float:
     return lr
 
 
-def _rehearse(config, learner, checkpoint, report, started, ctx=None) -> tuple:
+def _rehearse(config, learner, checkpoint, started, ctx=None) -> tuple:
     """Before the first step: a trial batch at the run's sizes (memory guardrail) that also times
-    the run; with `budget_s`, the epochs that fit the budget. Returns (config, estimate)."""
-    learner.log = report.log
+    the run; with `budget_s`, the epochs that fit the budget. Returns (config, estimate), the
+    estimate with the lines for the run's log."""
+    lines = []
+    learner.log = lines.append
     timing = learner.rehearse()
     epoch_s = learner.estimate_epoch_s(timing)
     setup_s = time.perf_counter() - started
@@ -245,10 +248,11 @@ def _rehearse(config, learner, checkpoint, report, started, ctx=None) -> tuple:
         if ctx is not None and ctx.enabled:  # every rank must run the same epochs: rank 0's choice
             epochs = round(distributed.broadcast_float(float(epochs), learner.device))
         config = dataclasses.replace(config, epochs=epochs)
-        report.log(f"budget about {budget.clock(config.budget_s)}: {epochs} epochs of about {epoch_s:.1f} s")
+        lines.append(f"budget about {budget.clock(config.budget_s)}: {epochs} epochs of about {epoch_s:.1f} s")
     estimate = budget.estimate(setup_s, epoch_s, config.epochs, timing["train_batch_s"], config.lr is None)
-    estimate["line"] = (f"estimate: about {budget.clock(estimate['total_s'])} in all ({config.epochs} epochs of about "
-                        f"{epoch_s:.1f} s, measured on {learner.device} before the first step; setup {setup_s:.1f} s)")
+    lines.append(f"estimate: about {budget.clock(estimate['total_s'])} in all ({config.epochs} epochs of about "
+                 f"{epoch_s:.1f} s, measured on {learner.device} before the first step; setup {setup_s:.1f} s)")
+    estimate["log"] = lines
     return config, estimate
 
 
@@ -263,8 +267,8 @@ def estimate_run(config, device=None) -> dict:
         raise ConfigError(f"The {config.task} task runs a loop of its own, which has no estimate yet.")
     ctx, device, parts, learner = _build(config, device)
     try:
-        config, estimate = _rehearse(config, learner, None, Reporter(), started, ctx)
-        return {**{k: v for k, v in estimate.items() if k != "line"}, "device": str(device),
+        config, estimate = _rehearse(config, learner, None, started, ctx)
+        return {**{k: v for k, v in estimate.items() if k != "log"}, "device": str(device),
                 "batches_per_epoch": len(learner.train_dl), "image_size": config.image_size,
                 "batch_size": config.batch_size}
     finally:

@@ -278,7 +278,7 @@ class Learner(CallbackHost):
                 self.stage = "training"
 
     # --- before the first step ------------------------------------------------
-    def rehearse(self, timed_batches: int = 2) -> dict:
+    def rehearse(self, timed_batches: int = 3) -> dict:
         """Before the first step: one training batch forward and backward and one validation
         batch forward at the run's sizes on its device (an out-of-memory error halves the batch
         here, before anything is learnt), then `timed_batches` more training steps and a
@@ -308,7 +308,7 @@ class Learner(CallbackHost):
             self.model.eval()
             valid = []
             with torch.inference_mode():
-                for xb, yb in itertools.islice(itertools.cycle(self.valid_dl), 2):
+                for xb, yb in itertools.islice(itertools.cycle(self.valid_dl), 3):
                     start = time.perf_counter()
                     self._valid_batch(*self._to_device(xb, yb))
                     self._sync()
@@ -319,9 +319,10 @@ class Learner(CallbackHost):
             self.opt, self.sched = None, sched
             self.model.train()
         # The first batch pays for warming up (allocations, kernel choice); the timed ones, like
-        # a first epoch, still decode their images.
-        train_s = sum(timings[1:]) / timed_batches if timed_batches else timings[0]
-        return {"train_batch_s": train_s, "valid_batch_s": valid[-1], "first_batch_s": timings[0]}
+        # a first epoch, still decode their images. The median: a busy machine's one slow batch
+        # should not double the estimate.
+        train_s = sorted(timings[1:])[timed_batches // 2] if timed_batches else timings[0]  # the median
+        return {"train_batch_s": train_s, "valid_batch_s": min(valid[1:]), "first_batch_s": timings[0]}
 
     def estimate_epoch_s(self, timing: dict) -> float:
         """An epoch's seconds from a rehearsal: its training batches, its validation batches and
