@@ -41,15 +41,3 @@ def fitted_batch(n_train: int, preferred: int) -> int:
     while batch > 4 and batch * 8 > n_train:
         batch //= 2
     return max(1, min(batch, n_train))
-
-
-def settings_for_data(config: dict) -> dict:
-    """{image_size, batch_size, native_side, train_count} for `config`'s task and dataset; {} for a
-    task that keeps its own sizes. Raises ConfigError when the data cannot be read."""
-    from .config import RunConfig
-    from .tasks import get_task
-
-    base = RunConfig.from_dict(config)
-    task = get_task(base.task)
-    found = getattr(task, "sizes_for_data", None)
-    return found(base) if found else {}

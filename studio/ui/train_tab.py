@@ -173,7 +173,7 @@ def task_settings(task):
 def data_sizes(workspace, name, task):
     """(image size, batch size, a line saying why) that fit the dataset's pictures, or None when
     the task keeps its own sizes or the data cannot be read (the run's checks say why)."""
-    from trainers.data_fit import settings_for_data
+    from trainers.tasks import settings_for_data
 
     try:
         found = settings_for_data({"task": task or "classify", "data": str(workspace.dataset_dir(name))})
