@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from .run_disk import free_disk
 from .store import Store
 from .workspace import Workspace, WorkspaceError
 
@@ -429,11 +430,18 @@ class Jobs:
         last = self.ws.run_dir(run_id) / "checkpoints" / "last.pt"
         if not last.is_file():
             raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
-                           "finished); clone it to start again.")
+                           "finished, or its disk was freed); clone it to start again.")
         self._checked(record["config"])  # the dataset may have gone since
         # A sweep's trial resumes as a run of its own (its Tune job is over or busy with the others).
         if not self.store.transition(run_id, "queued", resume=True, job=None, node=None, tune=False):
             raise JobError("The run changed meanwhile; look again.")
+
+    def free_disk(self, run_id: str) -> int:
+        """Remove a finished run's checkpoints, keep its record (run_disk.free_disk); bytes freed."""
+        record = self._record(run_id)
+        if record["status"] in ("queued", "running"):
+            raise JobError("This run is still queued or running: stop it first, then free its disk.")
+        return free_disk(self.ws.run_dir(run_id))
 
     def delete(self, run_id: str) -> None:
         """Forget a run and remove its folder; a running run must be stopped first."""

@@ -14,6 +14,7 @@ import time
 import traceback
 
 from .remote_store import RemoteStore, ReportRefused
+from .run_disk import drop_resume_state
 from .store import Store
 from .workspace import Workspace
 
@@ -217,6 +218,8 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
             result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume"))).to_dict()
             store_reporter.flush()
             status = result["status"]
+            if status == "completed":  # nothing resumes a completed run: its optimiser state goes
+                drop_resume_state(run_dir)
         fields = {"result": result}
         if result.get("best_metric") is not None:
             fields["best_metric"] = result["best_metric"]

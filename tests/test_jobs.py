@@ -89,7 +89,9 @@ def test_runs_go_queued_running_completed_one_slot_at_a_time(ws, store):
     assert [e for e, _ in store.samples(train)] == [1, 2]
     assert all(os.path.isfile(path) for _, path in store.samples(train))
     assert len(store.batch_losses(train)) == 2 * record["batches"]
-    assert (run_dir / "checkpoints" / "last.pt").is_file() and (run_dir / "worker.log").is_file()
+    # completed: best.pt stays for using the model, last.pt (the optimiser, for resuming) is gone
+    assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "worker.log").is_file()
+    assert not (run_dir / "checkpoints" / "last.pt").exists()
     assert any("phase" in line for line in store.log_tail(train))
 
     wait_for(jobs, lambda: status(store, finder) not in ("queued", "running"), "the LR finder")
@@ -180,6 +182,14 @@ def test_sigterm_and_stop_end_a_run_cleanly_and_it_resumes_between(ws, store):
     epochs = [m["epoch"] for m in store.epoch_metrics(run_id)]
     assert epochs == list(range(1, len(epochs) + 1))
     wait_for(jobs, lambda: not process_alive(record["pid"], run_id), "the worker to exit", timeout=20)
+
+    # "Keep the record, free the disk": checkpoints go, metrics, samples and the record stay.
+    run_dir = ws.run_dir(run_id)
+    assert jobs.free_disk(run_id) > 0
+    assert not (run_dir / "checkpoints").exists() and (run_dir / "metrics.jsonl").is_file()
+    assert store.get_run(run_id)["status"] == "stopped" and store.epoch_metrics(run_id) and store.samples(run_id)
+    with pytest.raises(JobError, match="disk was freed"):
+        jobs.resume(run_id)
     jobs.delete(run_id)
     assert store.get_run(run_id) is None and not ws.run_dir(run_id).exists()
 

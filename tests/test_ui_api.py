@@ -152,7 +152,7 @@ def test_a_run_started_through_the_api_completes_with_its_metrics(studio):
     assert status["monitor"] and isinstance(status["best_metric"], float)
     runs = {r["id"]: r for r in studio.call("/list_runs")}
     assert runs[run_id]["name"] == "api smoke" and runs[run_id]["status"] == "completed"
-    assert (studio.workspace / "runs" / run_id / "checkpoints" / "last.pt").is_file()
+    assert (studio.workspace / "runs" / run_id / "checkpoints" / "best.pt").is_file()
 
 
 def test_unknown_run_and_resume_of_a_completed_run_are_refused_with_a_sentence(studio):

@@ -16,21 +16,37 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
-def captioned(image: Image.Image, caption: str, colour=(230, 230, 230), tile=128) -> Image.Image:
+def caption_size(tile: int) -> int:
+    """A caption's font size for a tile `tile` pixels wide: a tenth of it, at least 14 px, so that
+    a grid shown at half its size on the page still reads (12 px captions on 128 px tiles did not)."""
+    return max(14, tile // 10)
+
+
+def captioned(image: Image.Image, caption: str, colour=(230, 230, 230), tile=160) -> Image.Image:
     """The image scaled to `tile` pixels wide with a caption strip under it."""
     image = image.resize((tile, max(1, round(image.height * tile / image.width))), Image.NEAREST)
-    font = ImageFont.load_default(size=12)
-    canvas = Image.new("RGB", (tile, image.height + 18), (24, 24, 24))
+    size = caption_size(tile)
+    font = ImageFont.load_default(size=size)
+    canvas = Image.new("RGB", (tile, image.height + size + 8), (24, 24, 24))
     canvas.paste(image, (0, 0))
-    ImageDraw.Draw(canvas).text((3, image.height + 2), caption, fill=colour, font=font)
+    ImageDraw.Draw(canvas).text((4, image.height + 3), caption, fill=colour, font=font)
     return canvas
 
 
-def grid(images, columns=None, pad=4, background=(24, 24, 24)) -> Image.Image:
-    """Tiles of equal size in rows."""
+def enlarged(image: Image.Image, min_side: int) -> Image.Image:
+    """The image scaled up by a whole factor (nearest neighbour: pixels stay sharp) until its
+    shorter side is at least `min_side`; larger images are returned as they are."""
+    factor = -(-min_side // max(1, min(image.size)))
+    return image if factor <= 1 else image.resize((image.width * factor, image.height * factor), Image.NEAREST)
+
+
+def grid(images, columns=None, pad=4, background=(24, 24, 24), min_side=None) -> Image.Image:
+    """Tiles of equal size in rows; with `min_side`, small tiles are enlarged to it first."""
     images = list(images)
     if not images:
         return Image.new("RGB", (64, 64), background)
+    if min_side:
+        images = [enlarged(im, min_side) for im in images]
     columns = columns or math.ceil(math.sqrt(len(images)))
     w = max(im.width for im in images)
     h = max(im.height for im in images)

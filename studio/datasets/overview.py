@@ -5,6 +5,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from ..run_disk import folder_bytes
 from .errors import DatasetError
 from .manifest import MANIFEST, dataset_names, read_manifest
 from .sources import image_files
@@ -25,19 +26,6 @@ def picture_count(manifest: dict) -> int:
         elif isinstance(value, (int, float)):
             total += value
     return int(total)
-
-
-def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
-def human_size(n: int) -> str:
-    size = float(n)
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "bytes" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GB"
 
 
 def mosaic(folder: Path, side: int = THUMB) -> Image.Image:

@@ -28,6 +28,7 @@ def build_app(ctx) -> gr.Blocks:
             with gr.Tab("Share", id="share") as share_page:
                 share = share_tab.build(ctx)
         start_tab.wire(start, tabs, train)
+        runs_tab.wire_clone(runs, tabs, train)
         # Choices are fixed when the page is built: every list is rebuilt when its tab is shown,
         # and all of them when the page loads, so runs and datasets made since are always there.
         for page, view in [(start_page, start), (train_page, train), (runs_page, runs), (inspect_page, inspect),

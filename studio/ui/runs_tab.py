@@ -5,7 +5,6 @@ resume, clone with changes, delete (after a confirmation).
 The table is refreshed by a slow gr.Timer that compares each run's (status, version) with what
 the page has and sends nothing when no run changed."""
 import html
-import json
 import time
 from types import SimpleNamespace
 
@@ -16,13 +15,14 @@ from studio import plots
 from studio.animation import epochs_gif
 from studio.compare import MAX_RUNS, side_by_side
 from studio.jobs import RESUMABLE
+from studio.run_disk import folder_bytes, human_size
 
 from . import sweep_panel
 from .context import user_errors
 from .train_tab import clock
 
 TICK_S = 3.0
-COLUMNS = ["name", "id", "status", "task", "dataset", "best metric", "duration", "device"]
+COLUMNS = ["name", "id", "status", "task", "dataset", "best metric", "duration", "device", "size"]
 
 
 def _duration(record) -> str:
@@ -38,11 +38,14 @@ def _best(record) -> str:
     return f"{record.get('monitor') or 'metric'} {value:.4g}"
 
 
-def runs_frame(records) -> pd.DataFrame:
+def runs_frame(records, sizes=None) -> pd.DataFrame:
+    """The table; `sizes` maps a run id to its folder's bytes on disk."""
     rows = []
     for r in records:
         name = r["name"] + (" (LR finder)" if r["kind"] == "lr_find" and "LR finder" not in r["name"] else "")
-        rows.append([name, r["id"], r["status"], r["task"], r["dataset"], _best(r), _duration(r), r.get("device") or ""])
+        size = (sizes or {}).get(r["id"])
+        rows.append([name, r["id"], r["status"], r["task"], r["dataset"], _best(r), _duration(r), r.get("device") or "",
+                     human_size(size) if size else ""])
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -60,16 +63,29 @@ def grid_run_choices(records, samples_of) -> list:
     return choices
 
 
-def run_details(record) -> str:
+def _setting(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_setting(v)}" for k, v in value.items()) or "none"
+    if value is None:
+        return "(chosen at the start)"
+    return str(value)
+
+
+def run_details(record, size=None) -> str:
+    """The chosen run as a short text and a two-column table of its settings."""
     if record is None:
         return "Choose a run (click its row in the table, or pick it here)."
     e = html.escape
-    config = {k: v for k, v in (record.get("config") or {}).items() if k != "data"}
-    text = (f"**{e(record['name'])}** `{record['id']}`: {record['status']}"
+    config = record.get("config") or {}
+    rows = [("dataset", record.get("dataset") or "")] + [(k, _setting(v)) for k, v in config.items() if k != "data"]
+    table = "\n".join(f"| {e(k)} | {e(v).replace('|', '&#124;')} |" for k, v in rows)
+    return (f"**{e(record['name'])}** `{record['id']}`: {record['status']}"
             + (f", epoch {record.get('epoch') or 0}/{record['epochs']}" if record.get("epochs") else "")
+            + (f"; {human_size(size)} on disk" if size else "")
             + (f"\n\n⚠ {e(record['error'])}" if record.get("error") else "")
-            + f"\n\n```json\n{json.dumps(config, indent=1)}\n```")
-    return text
+            + f"\n\n| setting | value |\n|---|---|\n{table}")
 
 
 def build(ctx):
@@ -86,11 +102,12 @@ def build(ctx):
             compare_log_y = gr.Checkbox(False, label="Log-scale loss")
             overlay = gr.Plot(plots.overlay_figure([]), label="Loss, runs compared")
         with gr.Column():
-            chosen = gr.Dropdown(run_choices(records), label="Run", info="The run the buttons below act on.")
+            chosen = gr.Dropdown(run_choices(records), value=None, label="Run", info="The run the buttons below act on.")
             details = gr.Markdown(run_details(None))
             epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
                               interactive=False)
-            grid = gr.Image(label="Samples (input | prediction | target)", type="filepath", interactive=False,
+            grid = gr.Image(label="Samples of the chosen epoch (each picture captioned)", type="filepath",
+                            interactive=False,
                             alt_text="The chosen epoch's sample grid", buttons=["download", "fullscreen"])
             with gr.Row():  # each button is usable once a run is chosen (and resume only where it can)
                 resume = gr.Button("Resume", interactive=False)
@@ -99,10 +116,17 @@ def build(ctx):
                 confirm_text = gr.Markdown("")
                 confirm = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=140)
                 cancel = gr.Button("Cancel", scale=0, min_width=100)
-            changes = gr.Code('{"epochs": 5}', language="json", label="Changes for the clone (JSON)", lines=3)
-            clone = gr.Button("Clone with changes", interactive=False)
-            gif_button = gr.Button("Animate the epochs (GIF)", interactive=False)
-            gif = gr.File(label="Animation of the sample grids", interactive=False)
+            with gr.Row():
+                # the run's settings in the Train form, to change there and Start (app.py wires it)
+                clone = gr.Button("Clone into the Train form", interactive=False, elem_id="runs-clone")
+                free = gr.Button("Free the disk", interactive=False, elem_id="runs-free",
+                                 min_width=140)
+            gr.Markdown("*Free the disk* keeps the run's record (metrics, curves, sample grids, log, settings) and "
+                        "removes its checkpoints: it can then no longer be tried, inspected, shared or resumed.")
+            gif_button = gr.Button("Animate the epochs", interactive=False)
+            gif = gr.Image(label="The sample grids, epoch after epoch", type="filepath", interactive=False,
+                           visible=False, alt_text="The sample grids of every epoch, animated",
+                           buttons=["download", "fullscreen"], elem_id="runs-gif")
     with gr.Accordion("Compare sample grids of runs", open=False):
         with gr.Row():
             grid_runs = gr.Dropdown(grid_run_choices(records, store.samples), multiselect=True, max_choices=MAX_RUNS,
@@ -121,9 +145,10 @@ def build(ctx):
         if not force and signature == current:
             return (gr.skip(),) * 6
         chosen_record = next((r for r in records if r["id"] == rid), None)
-        return (runs_frame(records), gr.update(choices=run_choices(records, "train")),
+        sizes = {r["id"]: folder_bytes(ctx.workspace.run_dir(r["id"])) for r in records}
+        return (runs_frame(records, sizes), gr.update(choices=run_choices(records, "train")),
                 gr.update(choices=run_choices(records)), signature,
-                run_details(chosen_record) if rid else gr.skip(),
+                run_details(chosen_record, sizes.get(rid)) if rid else gr.skip(),
                 gr.update(choices=grid_run_choices(records, store.samples)))
 
     table_outputs = [table, compare, chosen, shown, details, grid_runs]
@@ -162,9 +187,13 @@ def build(ctx):
         else:
             slider, image = gr.update(minimum=1, maximum=2, value=1, interactive=False), None
         chosen_one = record is not None
-        return (run_details(record), slider, image, gr.update(visible=False),
+        size = folder_bytes(ctx.workspace.run_dir(rid)) if chosen_one else 0
+        has_checkpoints = chosen_one and (ctx.workspace.run_dir(rid) / "checkpoints").is_dir()
+        return (run_details(record, size), slider, image, gr.update(visible=False),
                 gr.update(interactive=chosen_one and record["status"] in RESUMABLE), gr.update(interactive=chosen_one),
-                gr.update(interactive=chosen_one), gr.update(interactive=bool(samples)))
+                gr.update(interactive=chosen_one and record["kind"] == "train"),
+                gr.update(interactive=bool(samples)), gr.update(value=None, visible=False),
+                gr.update(interactive=bool(has_checkpoints) and record["status"] not in ("queued", "running")))
 
     def scrub(rid, at):
         samples = dict(store.samples(rid)) if rid else {}
@@ -173,7 +202,7 @@ def build(ctx):
         nearest = min(samples, key=lambda e: abs(e - (at or 0)))
         return samples[nearest]
 
-    chosen.change(choose, chosen, [details, epoch, grid, confirm_row, resume, delete, clone, gif_button],
+    chosen.change(choose, chosen, [details, epoch, grid, confirm_row, resume, delete, clone, gif_button, gif, free],
                   api_visibility="private")
     epoch.change(scrub, [chosen, epoch], grid, api_visibility="private", show_progress="hidden")
 
@@ -182,7 +211,8 @@ def build(ctx):
         need(rid)  # an AnimationError (a ValueError) becomes the page's message
         return str(epochs_gif(store.samples(rid), ctx.workspace.run_dir(rid)))
 
-    gif_button.click(animate, chosen, gif, api_name="samples_gif")
+    gif_button.click(animate, chosen, gif, api_name="samples_gif").success(
+        lambda: gr.update(visible=True), None, gif, api_visibility="private", show_progress="hidden")
 
     # --- the same epoch of several runs ---
     @user_errors
@@ -222,22 +252,15 @@ def build(ctx):
                 *table_update(current, rid, force=True))
 
     @user_errors
-    def do_clone(rid, text, current):
+    def do_free(rid, current):
         need(rid)
-        try:
-            delta = json.loads(text or "{}")
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"The changes are not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
-                           print_exception=False) from None
-        if not isinstance(delta, dict):
-            raise gr.Error('The changes must be a JSON object, such as {"epochs": 5, "lr": 0.001}.',
-                           print_exception=False)
-        new_id = jobs.clone(rid, delta)
-        return (f"Cloned into run `{new_id}`, queued.", *table_update(current, rid, force=True))
+        freed = jobs.free_disk(rid)
+        return (f"Freed {human_size(freed)} of run `{rid}`; its record stays.", *table_update(current, rid, force=True),
+                gr.update(interactive=False), gr.update(interactive=False))
 
     action_outputs = [message, *table_outputs]
     resume.click(do_resume, [chosen, shown], action_outputs, api_visibility="private")
-    clone.click(do_clone, [chosen, changes, shown], action_outputs, api_visibility="private")
+    free.click(do_free, [chosen, shown], [*action_outputs, free, resume], api_visibility="private")
 
     def ask_delete(rid):
         need(rid)
@@ -260,4 +283,20 @@ def build(ctx):
     cancel.click(lambda: gr.update(visible=False), None, confirm_row, api_visibility="private")
     confirm.click(do_delete, [chosen, shown], [confirm_row, message, *table_outputs], api_visibility="private")
     # shown again: the whole table anew (the timer keeps it current while the tab is open)
-    return SimpleNamespace(on_show=(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs))
+    return SimpleNamespace(on_show=(lambda s, rid: table_update(s, rid, force=True), [shown, chosen], table_outputs),
+                           clone=clone, chosen=chosen)
+
+
+def wire_clone(runs, tabs, train):
+    """"Clone into the Train form": the chosen run's settings in the form, the Train tab shown."""
+    store_of = train.store
+
+    def open_clone(rid):
+        record = store_of.get_run(rid) if rid else None
+        if record is None:
+            raise gr.Error("Choose a run first (click its row in the table).", print_exception=False)
+        return (gr.Tabs(selected="train"), *train.form_from_config(record.get("config") or {}),
+                f"{record['name']} (clone)")
+
+    runs.clone.click(open_clone, runs.chosen, [tabs, *train.form, train.run_name], api_visibility="private",
+                     show_progress="hidden")

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from studio.datasets.overview import dataset_cards, human_size
+from studio.datasets.overview import dataset_cards
+from studio.run_disk import human_size
 from studio.datasets.samples import SAMPLES
 
 from .train_tab import ACTIVE, clock, task_for_kind

@@ -393,11 +393,12 @@ def build(ctx):
                 stop = gr.Button("Stop", variant="stop", interactive=False, scale=0, min_width=100, elem_id="train-stop")
                 log_y = gr.Checkbox(False, label="Log-scale loss", scale=0, min_width=160)
             loss_plot = gr.Plot(plots.empty_figure("Loss"), label="Loss", elem_id="train-loss")
-            with gr.Row():
-                metrics = gr.Dataframe(metrics_frame([]), label="Metrics per epoch", interactive=False, scale=1)
-                sample = gr.Image(label="Latest samples (input | prediction | target)", type="filepath",
-                                  interactive=False, scale=1, elem_id="train-sample",
-                                  alt_text="The latest epoch's sample grid", buttons=["download", "fullscreen"])
+            # Full width each: the grid's captions stay readable and every metric column shows.
+            sample = gr.Image(label="Samples of the latest epoch (each picture captioned)", type="filepath",
+                              interactive=False, elem_id="train-sample", height=420,
+                              alt_text="The latest epoch's sample grid", buttons=["download", "fullscreen"])
+            metrics = gr.Dataframe(metrics_frame([]), label="Metrics per epoch", interactive=False,
+                                   elem_id="train-metrics")
             log_box = gr.Textbox(label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False,
                                  elem_id="train-log")
     run_id = gr.State(None)
@@ -551,4 +552,4 @@ def build(ctx):
         # refreshed each time the tab is shown: datasets built since (in the Data tab) appear
         on_show=(refresh_datasets, [dataset], [dataset]),
         open_dataset=open_dataset, open_outputs=[dataset, task, *defaults_view],
-        form=form, form_from_config=lambda config: form_from_config(ws, config))
+        form=form, form_from_config=lambda config: form_from_config(ws, config), run_name=run_name, store=store)

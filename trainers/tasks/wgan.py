@@ -6,6 +6,8 @@ step); extra.constraint = "clip" gives the original WGAN instead (weights clippe
 [-0.01, 0.01], RMSprop). The per-epoch grid draws the same latent points every epoch (a fixed,
 seeded noise batch), so epoch N and epoch M can be compared image by image.
 """
+import math
+
 import torch
 
 from ..device import pick_device
@@ -109,4 +111,6 @@ class FixedNoiseSampler:
         generator.eval()
         images = generator(self.latents).float().cpu()
         generator.train(was_training)
-        return grid([to_pil((x + 1) / 2) for x in images], columns=min(8, len(images)))
+        # square (4 x 4 for the default 16) with tiles of at least 128 px: a strip of 64 px
+        # thumbnails shows nothing once the page fits it to its width
+        return grid([to_pil((x + 1) / 2) for x in images], columns=math.ceil(math.sqrt(len(images))), min_side=128)
