@@ -126,7 +126,7 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
         if config.pretrained and config.freeze_epochs > 0:
             learner.freeze()
         reporter.log(f"LR finder on {device}")
-        result = learner.lr_find()
+        result = learner.lr_find(reporter=reporter)
         if ctx.enabled:
             result["suggestion"] = distributed.broadcast_float(result["suggestion"], device)
         reporter.log(f"LR finder suggests {result['suggestion']:.2e} (the minimum's LR divided by 10)")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from .callbacks import CallbackHost, CancelBatch, CancelValidate, rng_state, seed_everything, set_rng_state
-from .lr_finder import LRFinder
+from .lr_finder import LRFinder, ReportSweep
 
 
 class Learner(CallbackHost):
@@ -336,20 +336,22 @@ class Learner(CallbackHost):
             torch.cuda.synchronize()
 
     # --- LR finder -----------------------------------------------------------
-    def lr_find(self, **settings) -> dict:
+    def lr_find(self, reporter=None, **settings) -> dict:
         """Sweep the learning rate on this loop with an `LRFinder` callback (lr_finder.py;
-        `settings` go to it). Weights are restored afterwards and the optimiser dropped."""
+        `settings` go to it). Weights are restored afterwards and the optimiser dropped. A
+        `reporter` hears each batch of the sweep (of at most `num`) and may stop it."""
         finder = LRFinder(**settings)
         self.make_optimizer(finder.start_lr)
         self.sched = None
         self.first_epoch = 0
-        self.add_callbacks([finder])
+        added = [finder] + ([ReportSweep(reporter, finder)] if reporter is not None else [])
+        self.add_callbacks(added)
         try:
             # Enough passes over the data for the sweep's batches; the finder stops it sooner
             # once the loss diverges.
             self._fit(range(math.ceil(finder.num / max(len(self.train_dl), 1))))
         finally:
-            self.remove_callbacks([finder])
+            self.remove_callbacks(added)
             self.opt = None
         return finder.result()
 

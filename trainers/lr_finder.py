@@ -65,3 +65,23 @@ def suggest_lr(lrs, losses) -> float:
         return 1e-3
     i = min(range(len(losses)), key=losses.__getitem__)
     return max(lrs[i] / 10, lrs[0])
+
+
+class ReportSweep(Callback):
+    """The sweep's progress for a Reporter: batch i of the finder's `num` (so a page can show a
+    bar and an ETA), and a stop asked for between batches ends the sweep."""
+    order = 30
+
+    def __init__(self, reporter, finder: LRFinder):
+        self.reporter, self.finder = reporter, finder
+
+    def before_fit(self):
+        self.reporter.start({"epochs": 1, "batches_per_epoch": self.finder.num, "monitor": None})
+
+    def before_batch(self):
+        if self.reporter.should_stop():
+            self.learner.stop = True
+
+    def after_batch(self):
+        if self.finder.losses:
+            self.reporter.batch(1, self.finder.step, self.finder.num, self.finder.losses[-1], self.finder.lrs[-1])

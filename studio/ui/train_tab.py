@@ -329,6 +329,37 @@ def form_from_config(workspace, config) -> tuple:
             config["seed"] if config.get("seed") is not None else keep)
 
 
+def lr_finder_progress(record) -> str:
+    """'Finding a learning rate: batch 37 of 100, about 0:40 left' while the sweep runs."""
+    batch, batches = record.get("batch") or 0, record.get("batches")
+    if record["status"] != "running" or not batch or not batches:
+        return f"Finding a learning rate: {record['status']}…"
+    text = f"Finding a learning rate: batch {batch} of at most {batches} ({100 * batch // batches}%)"
+    if record.get("eta_s") is not None:
+        text += f", about {clock(record['eta_s'])} left"
+    return text + "…"
+
+
+def lr_finder_message(result) -> tuple:
+    """(Markdown for the finder's result, whether its suggestion goes into the field). A
+    suggestion at the low end of the sweep means the loss never fell: it is said plainly and the
+    field keeps its rate; a minimum at the high end means the sweep stopped while the loss still
+    fell: the suggestion is used, with a warning that it may be low."""
+    lrs, losses, suggestion = result.get("lrs") or [], result.get("losses") or [], result["suggestion"]
+    where = "the **Learning rate** field under Settings"
+    if not lrs or suggestion <= lrs[0] * 1.000001:
+        low = f"{lrs[0]:.2g}" if lrs else "its lowest"
+        return (f"⚠ The loss did not fall anywhere in the sweep, so the finder's suggestion is the lowest rate it "
+                f"tried ({low}), not a rate it found. {where[0].upper() + where[1:]} keeps its rate; the task's "
+                "default is a safer start.", False)
+    lowest = min(range(len(losses)), key=losses.__getitem__)
+    text = f"The finder suggests **{suggestion:.2g}**, now in {where}."
+    if lowest >= len(losses) - 2:
+        text += (f" ⚠ The loss was still falling at the highest rate tried ({lrs[-1]:.2g}): a higher rate may "
+                 "train faster.")
+    return text, True
+
+
 def latest_run(store):
     """The run a freshly opened page follows: one that trains now, else the newest."""
     runs = [r for r in store.list_runs() if r["kind"] == "train"]
@@ -486,21 +517,21 @@ def build(ctx):
         config = make_config(*values)
         config["lr"] = None
         new_id = jobs.submit(config, kind="lr_find")
-        return new_id, "Finding a learning rate: a short run of a few dozen batches…", gr.Timer(active=True)
+        return new_id, "Finding a learning rate: starting…", gr.Timer(active=True)
 
     def lr_progress(rid):
         record = store.get_run(rid) if rid else None
         if record is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)
         if record["status"] not in ENDED:
-            where = f" (batch {record['batch']})" if record.get("batch") else ""
-            return f"Finding a learning rate: {record['status']}{where}…", gr.skip(), gr.skip(), gr.skip()
+            return lr_finder_progress(record), gr.skip(), gr.skip(), gr.skip()
         result = record.get("result") or {}
         if record["status"] == "completed" and result.get("suggestion"):
             suggestion = result["suggestion"]
             figure = plots.lr_figure(result.get("lrs"), result.get("losses"), suggestion)
-            return (f"The finder suggests **{suggestion:.2g}** (filled in below the settings).",
-                    gr.update(value=figure, visible=True), f"{suggestion:.2g}", gr.Timer(active=False))
+            text, usable = lr_finder_message(result)
+            return (text, gr.update(value=figure, visible=True), f"{suggestion:.2g}" if usable else gr.skip(),
+                    gr.Timer(active=False))
         reason = record.get("error") or record["status"]
         return f"⚠ The learning-rate finder did not finish: {reason}", gr.skip(), gr.skip(), gr.Timer(active=False)
 
