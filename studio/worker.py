@@ -208,6 +208,7 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
         config = trainers.RunConfig.from_dict(record["config"])
         if record["kind"] == "lr_find":
             result = trainers.find_lr(config, reporter)
+            store_reporter.flush()
             status = "stopped" if store.stop_requested(run_id) else "completed"
         elif record["kind"] == "estimate":  # a few batches timed before Start (trainers/budget.py)
             from trainers.fit import estimate_run
