@@ -16,7 +16,7 @@ from .context import user_errors
 # galleries that their tab's components render, so the tab's listener carries the name.
 # apply_policy() makes every other listener private, whatever its tab says.
 ENDPOINTS = {
-    "list_datasets": "api", "start_run": "api", "run_status": "api", "stop_run": "api",
+    "list_datasets": "api", "train_defaults": "api", "start_run": "api", "run_status": "api", "stop_run": "api",
     "resume_run": "api", "list_runs": "api", "start_sweep": "api", "sweep_status": "api",
     "import_folder": "data_tab", "crappify": "data_tab", "import_masks": "data_tab",
     "preview_augmentations": "data_tab", "samples_gif": "runs_tab", "compare_samples": "runs_tab",
