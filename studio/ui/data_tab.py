@@ -21,6 +21,7 @@ from studio.datasets.masks import (build_painted, class_colours, import_masks as
                                    painted_indices, parse_codes, pixel_frequencies, segment_sample)
 from studio.datasets.safe_io import open_image
 from studio.datasets.samples import ASSETS
+from trainers.grid import enlarged
 
 from .context import is_shared, user_errors
 
@@ -143,7 +144,8 @@ def build(ctx):
         folder = existing_dataset(ws, dataset)
         image, values, codes = segment_sample(folder, int(index or 0))
         colours = class_colours(max(len(codes), 2))
-        return (overlay(image, values, colours, float(opacity) / 100.0), legend_html(codes, colours),
+        # enlarged (whole factor, sharp pixels): a 64 px sample is unreadable at its own size
+        return (enlarged(overlay(image, values, colours, float(opacity) / 100.0), 256), legend_html(codes, colours),
                 frequency_figure(pixel_frequencies(folder), colours))
 
     @user_errors
@@ -242,7 +244,7 @@ def build(ctx):
             fl_summary = gr.Markdown()
             fl_chart = gr.Plot(label="Class counts")
             fl_gallery = gr.Gallery(label="Thumbnails per class", columns=8, height=300)
-            fl_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True)
+            fl_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True, interactive=False)
             fl_button.click(import_folder, [fl_name, fl_folder, fl_zip, fl_split, fl_pct, fl_seed],
                             [fl_summary, fl_chart, fl_gallery, fl_skipped], api_name="import_folder")
 
@@ -282,7 +284,7 @@ def build(ctx):
             cr_button = gr.Button("Make pairs", variant="primary")
             cr_summary = gr.Markdown()
             cr_gallery = gr.Gallery(label="Some pairs", columns=8, height=260)
-            cr_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True)
+            cr_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True, interactive=False)
             cr_button.click(crappify, [cr_name, cr_dataset, cr_folder, cr_zip, cr_seed] + settings,
                             [cr_summary, cr_gallery, cr_skipped], api_name="crappify")
 
@@ -301,11 +303,11 @@ def build(ctx):
                 mk_button = gr.Button("Import masks", variant="primary")
                 mk_summary = gr.Markdown()
                 with gr.Row():
-                    mk_view = gr.Image(label="Overlay (first pair)", type="pil")
+                    mk_view = gr.Image(label="Overlay (first pair)", type="pil", height=320, interactive=False)
                     with gr.Column():
                         mk_legend = gr.HTML()
                         mk_freq = gr.Plot(label="Pixel frequencies")
-                mk_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True)
+                mk_skipped = gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True, interactive=False)
                 mk_button.click(import_masks, [mk_name, mk_folder, mk_zip, mk_codes, mk_void, mk_palette],
                                 [mk_summary, mk_view, mk_legend, mk_freq, mk_skipped], api_name="import_masks")
             with gr.Tab("Paint"):
@@ -332,13 +334,13 @@ def build(ctx):
                 pt_keep.click(keep_mask, [pt_dataset, pt_index, pt_codes, pt_editor, painted], [painted, pt_status],
                               api_name=False)
                 pt_save.click(save_painted, [pt_name, pt_codes, pt_void, painted], [pt_status, painted], api_name=False)
-            with gr.Tab("Overlay"):
+            with gr.Tab("Overlay") as tab_overlay:
                 with gr.Row():
                     ov_dataset = gr.Dropdown(names(["segment"]), label="Segmentation dataset", allow_custom_value=True)
                     ov_index = gr.Number(0, precision=0, label="Picture number")
                     ov_opacity = gr.Slider(0, 100, value=50, step=1, label="Opacity %")
                 with gr.Row():
-                    ov_view = gr.Image(label="Overlay", type="pil")
+                    ov_view = gr.Image(label="Overlay", type="pil", height=320, interactive=False)
                     with gr.Column():
                         ov_legend = gr.HTML()
                         ov_freq = gr.Plot(label="Pixel frequencies")
@@ -360,7 +362,22 @@ def build(ctx):
 
     # Dataset lists change as datasets are built (here or elsewhere): refresh when a sub-tab opens.
     # API callers may name a dataset made later (allow_custom_value; the handlers check the name).
-    tab_crappify.select(refresh(["images"]), None, cr_dataset, api_name=False)
+    def pick(kinds):
+        """A dataset list for the datasets there are now: keeps the chosen one, else chooses the
+        only one there is (a list with one choice need not wait for a click)."""
+        def update(current):
+            choices = names(kinds)
+            value = current if current in choices else (choices[0] if len(choices) == 1 else None)
+            return gr.update(choices=choices, value=value)
+        return update
+
+    # Opening Crappify shows the preview at once (it used to wait for a setting to move).
+    tab_crappify.select(pick(["images"]), cr_dataset, cr_dataset, api_name=False).then(
+        live_preview, [cr_picture, cr_seed] + settings, cr_preview, show_progress="hidden", api_name=False)
+    # Opening Overlay lists the segmentation datasets there are now (a mask set imported a moment
+    # ago included) and shows the chosen one's first pair instead of a blank box.
+    tab_overlay.select(pick(["segment"]), ov_dataset, ov_dataset, api_name=False).then(
+        show_overlay, [ov_dataset, ov_index, ov_opacity], [ov_view, ov_legend, ov_freq], api_name=False)
     tab_masks.select(lambda: (gr.update(choices=names(["images", "segment", "classify"])),
                               gr.update(choices=names(["segment"]))), None, [pt_dataset, ov_dataset], api_name=False)
     tab_augment.select(refresh(), None, au_dataset, api_name=False)
