@@ -170,13 +170,20 @@ class Jobs:
             config["extra"] = self.resolve_extra_paths(config["extra"])
         return RunConfig.from_dict(config).validate().to_dict()
 
-    def submit(self, config: dict, name=None, kind: str = "train") -> str:
+    def submit(self, config: dict, name=None, kind: str = "train", processes: int = 1) -> str:
         """Validate and queue a run; raises ConfigError (its message meant for the user)
-        before anything is created."""
+        before anything is created. `processes` > 1: one run trained by that many processes with
+        DistributedDataParallel, placed by the Ray cluster (studio/ray_ddp.py)."""
         if kind not in ("train", "lr_find", "estimate"):
             raise JobError(f"Unknown run kind {kind!r}: use 'train', 'lr_find' or 'estimate'.")
+        if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
+            raise JobError("'processes' must be a whole number, 1 or more.")
+        if processes > 1 and (self.runner is None or kind != "train"):
+            raise JobError("A run of several processes needs the studio on a Ray cluster (--runner); on one "
+                           "machine use torchrun from the command line (README).")
         config = self._checked(config)
-        return self.store.create_run(config, name=name, kind=kind)["id"]
+        fields = {"processes": processes} if processes > 1 else {}
+        return self.store.create_run(config, name=name, kind=kind, **fields)["id"]
 
     def submit_sweep(self, config: dict, space: dict, n: int, mode: str = "grid", seed: int = 0,
                      early_stop: bool = False, name=None) -> str:

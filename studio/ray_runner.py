@@ -162,6 +162,11 @@ class RayRunner:
         job_id = f"darkroom-{run_id}-{secrets.token_hex(3)}"
         env = {"DARKROOM_REPORT_URL": self.reports.url, "DARKROOM_REPORT_TOKEN": token}
         args = f"-m studio.worker --workspace {shlex.quote(str(self.ws.root))} {shlex.quote(run_id)}"
+        processes = int(record.get("processes") or 1)
+        if processes > 1:  # the job's driver places the ranks; they ask for the devices themselves
+            args = (f"-m studio.ray_ddp --workspace {shlex.quote(str(self.ws.root))} --processes {processes} "
+                    f"--cpus {cpus:g} --gpus {self.run_gpus:g} {shlex.quote(run_id)}")
+            return self._submit(args, job_id, env, cpus=0)
         return self._submit(args, job_id, env, cpus=cpus, gpus=self.run_gpus)
 
     def launch_sweep(self, sweep_id: str, records: list, tokens: dict, early_stop: bool) -> str:

@@ -237,6 +237,18 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
         store.close()
 
 
+def follow(workspace_dir, run_id: str) -> int:
+    """A DDP rank other than 0 (studio/ray_ddp.py): train beside rank 0, which reports, writes the
+    run's files and decides when all ranks stop; this one only reads the run's record."""
+    ws, store = open_store(workspace_dir, run_id)
+    record = store.get_run(run_id)
+    import trainers
+
+    trainers.fit(trainers.RunConfig.from_dict(record["config"]), ws.run_dir(run_id), None,
+                 resume=bool(record.get("resume")))
+    return 0
+
+
 def _on_sigterm(store, run_id):
     """SIGTERM asks for a clean stop: fit ends at the next batch and keeps its checkpoint.
     If that takes too long (a long validation pass), leave anyway, marked stopped."""
@@ -262,6 +274,8 @@ def main(argv=None) -> int:
     parser.add_argument("--workspace", required=True, help="the studio's workspace folder")
     parser.add_argument("run_id")
     args = parser.parse_args(argv)
+    if int(os.environ.get("RANK", "0")) > 0:
+        return follow(args.workspace, args.run_id)
     return run(args.workspace, args.run_id)
 
 

@@ -195,3 +195,16 @@ def test_a_four_trial_sweep_under_ray_tune_ends_with_its_best_trial_marked(studi
     assert len(marked) == 1 and marked[0]["id"] == status["best"]
     # accuracy: higher is better
     assert marked[0]["best_metric"] == max(t["best_metric"] for t in trials if t["best_metric"] is not None)
+
+
+def test_a_two_process_ddp_run_is_placed_on_two_nodes_and_writes_one_metrics_file(studio):
+    run_id = studio.call("/start_run", tiny(epochs=2, batch_size=4), "ddp", 2)
+    done = studio.wait(run_id, lambda s: s["status"] in ENDED, "the DDP run to end")
+    assert done["status"] == "completed", (done, studio.worker_log(run_id))
+    rows = [json.loads(line) for line in (studio.workspace / "runs" / run_id / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == [1, 2]  # rank 1 trained but wrote nothing
+    ranks = [line for line in studio.store.log_tail(run_id, 200) if line.startswith("rank ")]
+    assert len(ranks) == 2, ranks
+    assert len({line.rsplit(" ", 1)[1] for line in ranks}) == 2  # on two different nodes
+    # 24 pictures shared by two ranks in batches of 4: 3 steps per epoch on rank 0, which reports
+    assert len(studio.store.batch_losses(run_id)) == 2 * 3

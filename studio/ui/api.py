@@ -96,9 +96,10 @@ def register(ctx):
         return out
 
     @user_errors
-    def start_run(config: str, name: str = "") -> str:
+    def start_run(config: str, name: str = "", processes: int = 1) -> str:
         """Queue a training run. `config` is a JSON object of RunConfig settings; "data" may be a
-        dataset name of the workspace. Returns the new run's id."""
+        dataset name of the workspace; `processes` > 1 trains it with DistributedDataParallel on
+        that many processes placed by a Ray cluster. Returns the new run's id."""
         try:
             settings = json.loads(config) if isinstance(config, str) else config
         except json.JSONDecodeError as e:
@@ -107,7 +108,7 @@ def register(ctx):
         if not isinstance(settings, dict):
             raise gr.Error('The config must be a JSON object, such as {"task": "classify", "data": "digits"}.',
                            print_exception=False)
-        return jobs.submit(settings, name=name or None)
+        return jobs.submit(settings, name=name or None, processes=int(processes or 1))
 
     @user_errors
     def train_defaults(dataset: str) -> dict:
