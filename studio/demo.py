@@ -98,6 +98,12 @@ def _centre_crop(image, size):
     return image.crop((left, top, left + size, top + size))
 
 
+def classes_title(classes, shown: int = 6) -> str:
+    """'cat, dog, ... (10 classes)': the first few names, and how many there are when not all show."""
+    names = ", ".join(map(str, classes[:shown]))
+    return names if len(classes) <= shown else f"{names}, … ({len(classes)} classes)"
+
+
 def build_demo(bundle: Bundle):
     import gradio as gr
 
@@ -107,12 +113,13 @@ def build_demo(bundle: Bundle):
         except DemoError as e:
             raise gr.Error(str(e), print_exception=False)
 
-    image = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture")
+    # fixed heights: an uploaded picture would otherwise collapse the box to a thin strip
+    image = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture", height=360)
     if bundle.view == "classes":
         output = gr.Label(num_top_classes=min(5, len(bundle.meta["classes"])), label="Prediction")
     else:
-        output = gr.Image(type="pil", label="Result")
-    title = f"Darkroom demo: {bundle.task}" + (f" ({', '.join(bundle.meta['classes'][:6])})"
+        output = gr.Image(type="pil", label="Result", height=360)
+    title = f"Darkroom demo: {bundle.task}" + (f" ({classes_title(bundle.meta['classes'])})"
                                                if bundle.view == "classes" else "")
     return gr.Interface(fn=predict, inputs=image, outputs=output, api_name="predict", title=title,
                         flagging_mode="never")

@@ -108,3 +108,10 @@ def test_demo_process_serves_predictions_refuses_other_files_and_big_uploads_and
     finally:
         demo.stop()
     assert not demo.running()
+
+
+def test_the_demo_title_says_when_it_lists_only_some_classes():
+    from studio.demo import classes_title
+
+    assert classes_title(["cat", "dog"]) == "cat, dog"
+    assert classes_title([str(i) for i in range(10)]) == "0, 1, 2, 3, 4, 5, … (10 classes)"

@@ -33,7 +33,8 @@ def _duration(record) -> str:
 
 def _best(record) -> str:
     value = record.get("best_metric")
-    if not isinstance(value, (int, float)):
+    # a run that monitors only its epoch (the wgan: no metric judges its pictures) has no best
+    if not isinstance(value, (int, float)) or record.get("monitor") == "epoch":
         return ""
     return f"{record.get('monitor') or 'metric'} {value:.4g}"
 

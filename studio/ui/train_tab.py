@@ -252,7 +252,8 @@ def status_html(record) -> str:
         end = record.get("ended") or time.time()
         lines.append(f"time {clock(end - record['started'])}"
                      + (f"; best {e(record.get('monitor') or 'metric')} {record['best_metric']:.4g}"
-                        if isinstance(record.get("best_metric"), (int, float)) else ""))
+                        if isinstance(record.get("best_metric"), (int, float)) and record.get("monitor") != "epoch"
+                        else ""))
     if record.get("error"):
         lines.append(f"<span style='color:#c33'>{e(record['error'])}</span>")
     return "<div class='darkroom-run'>" + "<br>".join(lines) + "</div>"

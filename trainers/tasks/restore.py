@@ -72,7 +72,7 @@ def choose_loss(choice):
         return PixelL1(), "pixel L1 (chosen in the config)"
     if choice is None and not vgg_weights_present():
         return PixelL1(), (f"pixel L1 (no VGG16-BN weights for the feature loss: {weights_file('vgg16_bn')} "
-                           f"is missing; put the file there, or set extra.loss to \"feature\" to download it)")
+                           f"is missing; put the file there and train again to use the feature loss)")
     try:
         features = pretrained_vgg_features()
     except WeightsUnavailable as e:
