@@ -569,9 +569,16 @@ def build(ctx):
     def open_dataset(name):
         """The form for a first run on `name`: its task and that task's defaults (Start here's
         "Train this")."""
+        from trainers.config import RunConfig
+
         new = task_for_dataset(ws, name) or task_names()[0]
         size, batch, n_epochs, rate, freeze, finder = task_settings(new)
-        return (gr.update(choices=dataset_names(ws), value=name), new, size, batch, n_epochs, rate, freeze, finder)
+        fitted = data_sizes(ws, name, new)  # as choosing the dataset in the form would (on_dataset)
+        if fitted:
+            size, batch = fitted[0], fitted[1]
+        pretrained_default = {True: "on", False: "off"}.get(RunConfig.defaults_for(new).get("pretrained"), "auto")
+        return (gr.update(choices=dataset_names(ws), value=name), new, size, batch, n_epochs, rate, freeze, finder,
+                pretrained_default)
 
     def follow_active(ly):
         """Follow the run that trains now (or the newest): Start here's "Watch it in Train"."""
@@ -583,5 +590,5 @@ def build(ctx):
         run_id=run_id, follow_active=follow_active, follow_inputs=[log_y], follow_outputs=[run_id, *view], on_load=(on_load, [log_y, dataset], [run_id, *view, *form]),
         # refreshed each time the tab is shown: datasets built since (in the Data tab) appear
         on_show=(refresh_datasets, [dataset], [dataset]),
-        open_dataset=open_dataset, open_outputs=[dataset, task, *defaults_view],
+        open_dataset=open_dataset, open_outputs=[dataset, task, *defaults_view, pretrained],
         form=form, form_from_config=lambda config: form_from_config(ws, config), run_name=run_name, store=store)
