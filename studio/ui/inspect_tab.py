@@ -147,7 +147,13 @@ def build(ctx):
                                      method, opacity, heat_button, result, heat_note, classifier_views,
                                      features_button, validate_button])
     stats_layer.change(on_stats_layer, [run, stats_layer], [stats_lines, stats_hist])
-    heat_button.click(on_heatmap, [run, picture, method, target, layer, opacity], [result, heat_note])
-    features_button.click(on_features, [run, picture, layer], features)
+    # As in Try: each answer first clears the last one, so a refusal (a toast with one sentence)
+    # leaves nothing stale, and no red badge covers the outputs.
+    heat_button.click(lambda: (None, ""), None, [result, heat_note], queue=False, api_visibility="private",
+                      show_progress="hidden").then(
+        on_heatmap, [run, picture, method, target, layer, opacity], [result, heat_note], show_progress="hidden")
+    features_button.click(lambda: None, None, features, queue=False, api_visibility="private",
+                          show_progress="hidden").then(on_features, [run, picture, layer], features,
+                                                       show_progress="hidden")
     validate_button.click(on_validate, run, [confusion, confused, losses])
     return SimpleNamespace(on_show=(lambda current: run_list(ctx, current), [run], [run]))
