@@ -278,7 +278,9 @@ class Jobs:
             self.store.update_run(run_id, node=state["node"])
         if state["status"] == "PENDING":
             # Waiting for a node with the devices it asked for: it has not started to beat yet.
-            self.store.update_run(run_id, started=time.time())
+            # (`started` moves with the wait, every few seconds rather than every poll.)
+            if time.time() - (record.get("started") or 0) > STALE_S / 3:
+                self.store.update_run(run_id, started=time.time())
             return
         if state["status"] != "RUNNING":
             detail = f": {state['message']}" if state["message"] else ""
