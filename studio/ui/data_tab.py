@@ -164,7 +164,10 @@ def build(ctx):
     @user_errors
     def preview_augmentations(dataset, index, n, seed):
         folder = existing_dataset(ws, dataset)
-        return _preview_augmentations(folder, int(index or 0), int(n or 8), int(seed or 0))
+        pictures = _preview_augmentations(folder, int(index or 0), int(n or 8), int(seed or 0))
+        # pairs are two pictures side by side: say which is which
+        partner = {"segment": "input | mask", "restore": "input | target"}.get(read_manifest(folder).get("kind"))
+        return [(im, f"{k + 1}: {partner}" if partner else f"{k + 1}") for k, im in enumerate(pictures)]
 
     @user_errors
     def show_overlay(dataset, index, opacity):
@@ -356,7 +359,8 @@ def build(ctx):
                 au_n = gr.Slider(1, 32, value=8, step=1, label="How many")
                 au_seed = gr.Number(0, precision=0, label="Seed")
             au_button = gr.Button("Preview", variant="primary")
-            au_gallery = gr.Gallery(label="Augmented", columns=4, height=420)
+            # "contain": a pair (twice as wide as tall) is shown whole, not cropped to a square
+            au_gallery = gr.Gallery(label="Augmented", columns=4, height=420, object_fit="contain")
             au_button.click(preview_augmentations, [au_dataset, au_index, au_n, au_seed], au_gallery,
                             api_name="preview_augmentations")
 
