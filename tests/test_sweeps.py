@@ -90,3 +90,31 @@ def test_a_local_sweep_queues_ordinary_runs_and_marks_the_best(ws):
             if record["status"] == "running" and process_alive(record.get("pid"), record["id"]):
                 os.killpg(record["pid"], signal.SIGKILL)
         store.close()
+
+
+def test_the_train_tabs_sweep_panel_queues_the_forms_config_with_each_setting(tmp_path):
+    """The panel's own handler, called with what the built page holds (the form's defaults)."""
+    from studio.ui import build_app
+    from studio.ui.context import StudioContext
+
+    ctx = StudioContext.open(tmp_path / "workspace")
+    write_colour_classes(ctx.workspace.dataset_dir("colours") / "train", per_class=8, size=16)
+    write_colour_classes(ctx.workspace.dataset_dir("colours") / "valid", per_class=2, size=16, seed=1)
+    try:
+        demo = build_app(ctx)
+        panel = next(f for f in demo.fns.values()
+                     if getattr(f.fn, "__name__", "") == "start_sweep" and f.inputs[0].elem_id == "sweep-lrs")
+        values = [c.value for c in panel.inputs]
+        ids = [c.elem_id for c in panel.inputs]
+        values[:8] = ["1e-3, 1e-2", "", "8, 16", 3, "grid", 0, False, "panel"]  # 2 x 2 settings, N = 3
+        values[ids.index("train-dataset")] = "colours"
+        message = panel.fn(*values)
+        assert "3 runs in the queue" in message
+        runs = sweeps.sweep_runs(ctx.store.list_runs(), sweeps.sweeps(ctx.store.list_runs())[0]["id"])
+        assert [(r["config"]["lr"], r["config"]["batch_size"]) for r in runs] == [(1e-3, 8), (1e-3, 16), (1e-2, 8)]
+        assert all(r["config"]["data"].endswith("colours") and r["status"] == "queued" for r in runs)
+        values[:8] = ["fast", "", "", 3, "grid", 0, False, ""]
+        with pytest.raises(Exception, match="not a number"):  # a gr.Error with the sentence
+            panel.fn(*values)
+    finally:
+        ctx.store.close()
