@@ -85,7 +85,7 @@ def main():
     result = fit(RunConfig.from_dict(gan), gan_run)
     gan_s = time.perf_counter() - start
 
-    checkpoint = torch.load(gan_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(gan_run / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     info = checkpoint.get("info", {})
     start_psnr = info.get("start_psnr", float("nan"))
     epochs = [r for r in rows(gan_run) if "critic_accuracy" in r]

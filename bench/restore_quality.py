@@ -61,7 +61,7 @@ def whole_photo_psnr(run: Path, data: Path) -> tuple:
     from trainers.tasks.restore import checkpoint_unet_settings, restore_unet
     from trainers.paired_data import RestorePairs, scan_pairs
 
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     config, info = ckpt["config"], ckpt["info"]
     model = restore_unet(config["arch"], info["scale"], info["mean"], info["std"],
                          checkpoint_unet_settings(info, config["extra"]))

@@ -133,7 +133,7 @@ def checkpoint_path(run_dir, which: str = "best") -> Path:
     for name in ([f"{which}.pt"] + ["best.pt", "last.pt"]):
         if (folder / name).is_file():
             return folder / name
-    raise CheckpointError(f"The run at {run_dir} has no checkpoint yet: it must finish at least one epoch.")
+    raise CheckpointError(f"Run {Path(run_dir).name} has no checkpoint yet: it must finish at least one epoch.")
 
 
 def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
@@ -148,17 +148,21 @@ def build_model(task: str, config: dict, info: dict) -> torch.nn.Module:
 
 
 def load_checkpoint(run_dir, which: str = "best") -> LoadedModel:
+    from trainers.callbacks import read_checkpoint
+    from trainers.errors import ConfigError
+
     path = checkpoint_path(run_dir, which)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"Cannot read the checkpoint {path}: {type(e).__name__}: {e}")
+    try:  # weights_only=True: a checkpoint someone placed cannot run code when it is read
+        state = read_checkpoint(path, f"the checkpoint {path.name} of run {Path(run_dir).name}")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
     task = state.get("task") or (state.get("config") or {}).get("task")
     problem = _task_problem(task, state.get("info") or {})
     if problem:
         raise CheckpointError(problem)
     if not task or "model" not in state:
-        raise CheckpointError(f"{path} is not a Darkroom checkpoint (no task or model weights in it).")
+        raise CheckpointError(f"{path.name} of run {Path(run_dir).name} is not a Darkroom checkpoint "
+                              f"(no task or model weights in it).")
     info, config = dict(state.get("info") or {}), dict(state.get("config") or {})
     model = build_model(task, config, info)
     model.load_state_dict(state["model"])

@@ -31,6 +31,7 @@ STALE_S = 15.0          # a running run without a heartbeat for this long is dea
 SUSPEND_GAP_S = 5.0     # polls this far apart: the studio (or the machine) was asleep
 TERM_AFTER_S = 3.0      # stop(): the flag first; SIGTERM if the run is still going after this
 RESUMABLE = ("interrupted", "stopped", "failed")
+MAX_NAME = 120          # characters in a run's name (every list of runs carries it)
 
 
 class JobError(ValueError):
@@ -115,48 +116,73 @@ class Jobs:
 
     # --- new runs ----------------------------------------------------------------
     def resolve_data(self, data) -> str:
-        """A dataset name means WORKSPACE/datasets/NAME; a path must lie inside the workspace."""
+        """A dataset name means WORKSPACE/datasets/NAME; a path must be one of those folders. Only
+        datasets: whoever can start a run, a visitor of a shared studio included, must not make the
+        studio look into its scratch, the store or any other folder (a task's checks name the
+        subfolders they find). Messages name no host path."""
         if not isinstance(data, str) or not data.strip():
             raise _config_error("'data' is empty: choose a dataset.")
         data = data.strip()
         path = Path(data).expanduser()
         if not path.is_absolute():
             if "/" in data or "\\" in data:
-                raise _config_error(f"'data' must be a dataset name or an absolute path, not {data!r}.")
+                raise _config_error(f"'data' must be a dataset name, not {data!r}.")
             try:
                 path = self.ws.dataset_dir(data)
             except WorkspaceError as e:
                 raise _config_error(str(e)) from None
             if not path.is_dir():
-                raise _config_error(f"There is no dataset named {data!r} in {self.ws.datasets_dir}.")
-        elif not self.ws.contains(path):
-            raise _config_error(
-                f"The dataset folder {path} is outside the workspace {self.ws.root}; "
-                "import it in the Data tab first.")
-        return str(path.resolve())
+                raise _config_error(f"There is no dataset named {data!r}; the Data tab lists the datasets there are.")
+        datasets = self.ws.datasets_dir.resolve()
+        resolved = path.resolve()
+        if resolved.parent != datasets or not resolved.is_dir():
+            # a folder elsewhere, or a dataset name that is a link to one
+            raise _config_error("That dataset folder is outside the workspace's datasets; "
+                                "import it in the Data tab first.")
+        return str(resolved)
+
+    def resolve_generator_run(self, value) -> str:
+        """A gan's generator is a completed restore run of this studio, named by its id (or by its
+        folder, as a clone's config holds it): never a folder someone else chose."""
+        text = value.strip()
+        path = Path(text)
+        run_id = path.name if path.is_absolute() else text
+        if path.is_absolute() and path.resolve() != (self.ws.runs_dir / run_id).resolve():
+            raise _config_error("'extra.generator_run' must be the id of a completed restore run.")
+        try:
+            folder = self.ws.run_dir(run_id)
+        except WorkspaceError as e:
+            raise _config_error(f"'extra.generator_run': {e}") from None
+        record = self.store.get_run(run_id)
+        if record is None or record.get("kind") != "train" or record.get("task") != "restore" \
+                or record.get("status") != "completed":
+            raise _config_error(f"'extra.generator_run' must be the id of a completed restore run; "
+                                f"{run_id!r} is not one.")
+        return str(folder.resolve())
+
+    def resolve_picture(self, key, value) -> str:
+        """A style or content picture is one uploaded for runs or one of a dataset's pictures."""
+        path = Path(value.strip()).expanduser().resolve()
+        inside = any(path.is_relative_to(folder.resolve()) for folder in (self.ws.uploads_dir, self.ws.datasets_dir))
+        if not inside or not path.is_file():
+            raise _config_error(f"'extra.{key}' must be a picture uploaded for runs or a dataset's picture "
+                                f"inside the workspace, not {Path(value).name!r}.")
+        return str(path)
 
     def resolve_extra_paths(self, extra):
-        """The settings that name files (a style or content image, a restore run for a gan) must
-        point inside the workspace, as 'data' must: whoever can start a run, a visitor of a
-        shared studio included, must not make a worker read the machine's other files. A gan's
-        generator_run may also be given as a run id."""
+        """The settings that name files or runs, checked as 'data' is, so that no visitor can make a
+        worker read other files of the machine (or unpickle them)."""
         if not isinstance(extra, dict):
             return extra  # RunConfig says what is wrong with it
         extra = dict(extra)
         for key in PATH_EXTRAS:
             value = extra.get(key)
-            if not isinstance(value, str) or not value.strip():
+            if value is None:
                 continue
-            path = Path(value.strip()).expanduser()
-            if key == "generator_run" and not path.is_absolute():
-                try:
-                    path = self.ws.run_dir(value.strip())
-                except WorkspaceError as e:
-                    raise _config_error(f"'extra.generator_run': {e}") from None
-            if not path.is_absolute() or not self.ws.contains(path):
-                raise _config_error(f"'extra.{key}' must name a file or run inside the workspace {self.ws.root}, "
-                                    f"not {value!r}.")
-            extra[key] = str(path.resolve())
+            if not isinstance(value, str) or not value.strip():
+                raise _config_error(f"'extra.{key}' must be a non-empty name.")
+            extra[key] = (self.resolve_generator_run(value) if key == "generator_run"
+                          else self.resolve_picture(key, value))
         return extra
 
     def _checked(self, config: dict) -> dict:
@@ -181,6 +207,8 @@ class Jobs:
         if processes > 1 and (self.runner is None or kind != "train"):
             raise JobError("A run of several processes needs the studio on a Ray cluster (--runner); on one "
                            "machine use torchrun from the command line (README).")
+        if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
+            raise JobError(f"A run's name is text of at most {MAX_NAME} characters.")
         config = self._checked(config)
         fields = {"processes": processes} if processes > 1 else {}
         return self.store.create_run(config, name=name, kind=kind, **fields)["id"]
@@ -440,6 +468,10 @@ class Jobs:
         if not last.is_file():
             raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
                            "finished, or its disk was freed); clone it to start again.")
+        from trainers.callbacks import checkpoint_complete
+        if not checkpoint_complete(last):
+            raise JobError(f"Run {run_id}'s last checkpoint is truncated or damaged, so it cannot resume; "
+                           "clone it to start again.")
         self._checked(record["config"])  # the dataset may have gone since
         # A sweep's trial resumes as a run of its own (its Tune job is over or busy with the others).
         if not self.store.transition(run_id, "queued", resume=True, job=None, node=None, tune=False):

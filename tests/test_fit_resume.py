@@ -21,7 +21,7 @@ class StopAfterEpoch(Reporter):
 
 
 def final_weights(run_dir):
-    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)["model"]
+    return torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
 
 
 @pytest.mark.parametrize("pretrained", [False, True], ids=["scratch", "pretrained-phases"])
@@ -57,12 +57,12 @@ def test_run_folder_holds_what_the_cli_promises(tmp_path, colour_data):
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["epoch_001.png", "epoch_002.png"]
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"epoch", "train_loss", "valid_loss", "accuracy", "error_rate", "seconds"} <= set(rows[0])
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["metrics"]["accuracy"] == max(r["accuracy"] for r in rows) == result["best_metric"]
     assert best["info"]["classes"] == ["blue", "green", "red"]
     # best.pt is for using the model: its weights without the optimiser's state, which only
     # last.pt (the resume point) carries; Adam's moments would triple a U-Net's file.
-    last = torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+    last = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert "optimizer" not in best and "rng" not in best and last["optimizer"]["state"]
     assert (run / "checkpoints" / "best.pt").stat().st_size < (run / "checkpoints" / "last.pt").stat().st_size / 2
 

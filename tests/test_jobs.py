@@ -146,10 +146,25 @@ def test_settings_that_name_files_must_point_inside_the_workspace(ws, store, tmp
         with pytest.raises(ConfigError, match=f"extra.{key}"):
             jobs.submit(dict(tiny_config("colours"), extra={key: value}))
     inside = ws.root / "style.png"
-    assert jobs.resolve_extra_paths({"style_image": str(inside)}) == {"style_image": str(inside.resolve())}
-    # a gan's restore run may be named by its id
-    assert jobs.resolve_extra_paths({"generator_run": "abc123"}) == {"generator_run": str(ws.run_dir("abc123").resolve())}
-    assert store.list_runs() == []
+    inside.write_bytes(b"")
+    with pytest.raises(ConfigError, match="extra.style_image"):  # the workspace, but not uploads or datasets
+        jobs.resolve_extra_paths({"style_image": str(inside)})
+    uploaded = ws.uploads_dir / "style.png"
+    uploaded.write_bytes(b"")
+    assert jobs.resolve_extra_paths({"style_image": str(uploaded)}) == {"style_image": str(uploaded.resolve())}
+    # a gan's generator is a completed restore run, named by its id: not any folder, not a run in progress
+    with pytest.raises(ConfigError, match="completed restore run"):
+        jobs.resolve_extra_paths({"generator_run": "abc123"})
+    run = store.create_run({"task": "restore", "data": "x"})["id"]
+    with pytest.raises(ConfigError, match="completed restore run"):
+        jobs.resolve_extra_paths({"generator_run": run})
+    store.transition(run, "running")
+    store.transition(run, "completed")
+    assert jobs.resolve_extra_paths({"generator_run": run}) == {"generator_run": str(ws.run_dir(run).resolve())}
+    # a clone's config holds the folder: that run's folder is accepted, no other
+    assert jobs.resolve_extra_paths({"generator_run": str(ws.run_dir(run))})["generator_run"] == str(ws.run_dir(run).resolve())
+    with pytest.raises(ConfigError, match="completed restore run"):
+        jobs.resolve_extra_paths({"generator_run": str(ws.tmp_dir / run)})
 
 
 def test_sigterm_and_stop_end_a_run_cleanly_and_it_resumes_between(ws, store):

@@ -80,7 +80,7 @@ def test_super_resolution_run_outputs_twice_the_input(tmp_path):
     fit(restore_config(data, epochs=1, batch_size=4), run)
     metrics = rows(run)[0]
     assert metrics["input_psnr"] > 10 and np.isfinite(metrics["psnr"])
-    info = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["info"]
+    info = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["info"]
     assert info["scale"] == 2
 
 
@@ -213,7 +213,7 @@ def test_from_scratch_restore_uses_group_norm_and_its_checkpoint_rebuilds_the_sa
     data = write_pairs(tmp_path / "pairs", n=8)
     run = tmp_path / "run"
     fit(restore_config(data, epochs=1, batch_size=4), run)
-    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert ckpt["info"]["unet"] == {"blur": True, "self_attention": True, "norm": "group"}
     model = build_model("restore", ckpt["config"], ckpt["info"])
     model.load_state_dict(ckpt["model"])  # strict: the same layers, group norms included

@@ -71,7 +71,7 @@ def test_segment_run_learns_and_writes_metrics_and_sample_grids(tmp_path, shapes
     grid = Image.open(run / "samples" / "epoch_004.png")
     # One row per sample item (5 validation images of 24), three columns: image | predicted | true.
     assert grid.width == 3 * (128 + 4) + 4 and grid.height == 5 * (128 + 18 + 4) + 4
-    best = torch.load(run / "checkpoints" / "best.pt", weights_only=False)
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["info"]["codes"] == CODES and len(best["info"]["palette"]) == 3
 
 
@@ -81,7 +81,7 @@ def test_void_is_ignored_and_the_explicit_split_is_used(tmp_path):
     assert len(ds_train) == 18 and len(ds_valid) == 6 and all("valid" in str(p) for p, _ in ds_valid)
     run = tmp_path / "run"
     fit(seg_config(data, epochs=1), run)
-    info = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["info"]
+    info = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["info"]
     assert info["void"] == "edge" and info["train_count"] == 18
 
 

@@ -110,7 +110,7 @@ def test_restore_and_gan_give_before_and_after(studio, task):
 
 def test_the_gan_run_loads_its_own_trained_generator_not_the_restore_run(studio):
     restore, gan = loaded(studio, "restore"), loaded(studio, "gan")
-    saved = torch.load(gan.path, map_location="cpu", weights_only=False)["model"]
+    saved = torch.load(gan.path, map_location="cpu", weights_only=True)["model"]
     mine, before_gan = gan.model.state_dict(), restore.model.state_dict()
     assert mine.keys() == saved.keys() == before_gan.keys()  # the same U-Net...
     assert all(torch.equal(v, saved[k]) for k, v in mine.items())

@@ -56,14 +56,43 @@ class CallbackHost:
                 handler()
 
 
+def read_checkpoint(path, what: str = "the checkpoint") -> dict:
+    """A checkpoint file as a dict, read with weights_only=True: tensors, numbers, strings and
+    containers only, so a file someone placed cannot run code when it is read (a pickle can).
+    A file that is not a complete checkpoint is a ConfigError naming `what`, never the path."""
+    from .errors import ConfigError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a truncated zip, a pickle that asks for code, anything else
+        raise ConfigError(f"Cannot read {what}: the file is truncated, damaged or not a plain "
+                          f"Darkroom checkpoint.") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"Cannot read {what}: it holds no Darkroom checkpoint.")
+    return state
+
+
+def checkpoint_complete(path) -> bool:
+    """Whether a checkpoint file is whole, read from its zip directory alone (torch.save writes a
+    zip whose directory sits at the end, so a file cut short has none): cheap enough to ask
+    before queueing a resume instead of letting its worker fail."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any(name.endswith("/data.pkl") or name == "data.pkl" for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def load_last_checkpoint(out_dir) -> dict:
     """The checkpoint a resumed run continues from, or a ConfigError saying it is missing."""
     from .errors import ConfigError
 
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if not last.is_file():
-        raise ConfigError(f"Cannot resume: no checkpoint at {last}.")
-    return torch.load(last, map_location="cpu", weights_only=False)
+        raise ConfigError(f"Cannot resume run {Path(out_dir).name}: it has no last checkpoint (checkpoints/last.pt).")
+    return read_checkpoint(last, f"the last checkpoint of run {Path(out_dir).name}")
 
 
 # What only a resumed run reads. best.pt is for using the model (Try, Inspect, export, a gan's
@@ -85,14 +114,23 @@ def inference_state(state: dict) -> dict:
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every generator's state in types torch.load(weights_only=True) accepts: numpy's key array
+    becomes a tensor and its tuple a list, Python's tuple of ints a list."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+            "python": [int(version), list(internal), gauss_next],
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    np.random.set_state((kind, keys.astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 

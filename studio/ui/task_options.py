@@ -26,14 +26,15 @@ class OptionsError(ValueError):
 
 
 def generator_runs(store, workspace) -> list:
-    """(label, run id) of the restore runs that have a checkpoint a gan can start from."""
+    """(label, run id) of the completed restore runs with a checkpoint: those a gan may start from
+    (studio.jobs accepts no other)."""
     choices = []
     for r in store.list_runs():
-        if r["kind"] != "train" or r["task"] != "restore" or r["status"] in ("queued", "running"):
+        if r["kind"] != "train" or r["task"] != "restore" or r["status"] != "completed":
             continue
         folder = workspace.run_dir(r["id"]) / "checkpoints"
         if (folder / "best.pt").is_file() or (folder / "last.pt").is_file():
-            choices.append((f"{r['name']} · {r['id']} ({r['status']})", r["id"]))
+            choices.append((f"{r['name']} · {r['id']}", r["id"]))
     return choices
 
 

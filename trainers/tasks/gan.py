@@ -1,6 +1,7 @@
 """gan: the course's restoration GAN, started from a finished `restore` run.
 
-extra.generator_run names the restore run's folder; its U-Net (best.pt, else last.pt) is the
+extra.generator_run names the restore run's folder (the studio accepts only the id of a completed
+restore run and writes its folder here; the checkpoint is read with weights_only=True); its U-Net (best.pt, else last.pt) is the
 generator, already trained with a pixel or feature loss. A critic (spectral norm, strided
 convolutions, self-attention, no batch norm) first learns for extra.critic_pretrain_epochs
 passes to tell the generator's outputs from the clean images; then both train, taking turns by
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from ..callbacks import read_checkpoint
 from ..config import RunConfig
 from ..device import pick_device
 from ..errors import ConfigError
@@ -49,19 +51,19 @@ def lr_note(lr: float) -> list:
 def generator_checkpoint(run_dir) -> tuple:
     """(restore RunConfig, checkpoint dict) of a restore run folder, or a clear error."""
     if not isinstance(run_dir, str) or not run_dir:
-        raise ConfigError("The gan task needs 'extra.generator_run': the folder of a finished restore run.")
+        raise ConfigError("The gan task needs 'extra.generator_run': the id of a completed restore run.")
     run = Path(run_dir)
     config_path = run / "config.json"
     if not config_path.is_file():
-        raise ConfigError(f"{run} is not a run folder (no config.json): 'extra.generator_run' must name a restore run.")
+        raise ConfigError(f"{run.name!r} is not a run (no config.json): 'extra.generator_run' must name a restore run.")
     restore_config = RunConfig.load(config_path)
     if restore_config.task != "restore":
-        raise ConfigError(f"The run at {run} is a {restore_config.task!r} run; the gan task starts from a restore run.")
+        raise ConfigError(f"Run {run.name} is a {restore_config.task!r} run; the gan task starts from a restore run.")
     for name in ("best.pt", "last.pt"):
         path = run / "checkpoints" / name
         if path.is_file():
-            return restore_config, torch.load(path, map_location="cpu", weights_only=False)
-    raise ConfigError(f"The restore run at {run} has no checkpoint yet (checkpoints/best.pt or last.pt); "
+            return restore_config, read_checkpoint(path, f"the generator checkpoint of run {run.name}")
+    raise ConfigError(f"The restore run {run.name} has no checkpoint yet (checkpoints/best.pt or last.pt); "
                       f"let it finish an epoch first.")
 
 
