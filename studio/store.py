@@ -5,10 +5,14 @@ read-modify-write happens inside `cache.transact()`. Big things (checkpoints, sa
 images, the full log) stay in the run's folder; the store keeps paths and small numbers.
 This is the only module that imports diskcache.
 """
+import io
+import json
+import pickle
 import secrets
 import time
 
 import diskcache
+from diskcache.core import MODE_PICKLE, UNKNOWN
 
 STATUSES = ("queued", "running", "completed", "failed", "stopped", "interrupted")
 KINDS = ("train", "lr_find", "estimate")
@@ -41,11 +45,42 @@ def _dataset_name(data) -> str:
     return text.replace("\\", "/").rsplit("/", 1)[-1]
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """For values an older studio pickled into its own store: plain dicts, lists, strings and
+    numbers need no global, so any global (the way a pickle runs code) is refused."""
+
+    def find_class(self, module, name):
+        raise pickle.UnpicklingError(f"the run store holds a pickled {module}.{name}; refused")
+
+
+class JSONValues(diskcache.Disk):
+    """Values kept as JSON text (numbers raw, so `incr` works): nothing read back is unpickled.
+
+    diskcache pickles values by default, and a pickle read back can run code
+    (CVE-2025-69872; the project is no longer maintained). We keep diskcache for its
+    multi-process transactions, which is acceptable because (1) every value here is JSON (run
+    records, metrics, paths), written and read as JSON, (2) keys are plain strings, which
+    diskcache stores raw, and (3) the store folder is the owner's alone and never served
+    (studio/served.py blocks it), so no visitor can write into it."""
+
+    def store(self, value, read, key=UNKNOWN):
+        if not read and type(value) not in (int, float):
+            value = json.dumps(value)
+        return super().store(value, read, key=key)
+
+    def fetch(self, mode, filename, value, read):
+        if mode == MODE_PICKLE:  # written by an older studio: plain values only
+            data = value if filename is None else open(self._directory + "/" + filename, "rb").read()
+            return _PlainUnpickler(io.BytesIO(data)).load()
+        data = super().fetch(mode, filename, value, read)
+        return json.loads(data) if isinstance(data, str) else data
+
+
 class Store:
     def __init__(self, directory):
         self.directory = str(directory)
         # eviction_policy='none': a full disk should fail loudly, never drop a run silently.
-        self.cache = diskcache.Cache(self.directory, eviction_policy="none")
+        self.cache = diskcache.Cache(self.directory, eviction_policy="none", disk=JSONValues)
 
     def close(self) -> None:
         self.cache.close()
@@ -258,7 +293,7 @@ class Store:
                 return
             key = self._k("samples", run_id)
             rows = [r for r in self.cache.get(key, []) if r[0] != int(epoch)]
-            rows.append((int(epoch), str(path)))
+            rows.append([int(epoch), str(path)])  # JSON keeps lists
             rows.sort()
             self._set(key, rows)
             self._touch(run_id)
