@@ -73,13 +73,20 @@ def open_context(args):
 def launch_options(args, ctx, share: bool) -> dict:
     """What demo.launch gets: where to serve, what files may be served, the upload limit."""
     from studio.datasets.samples import ASSETS
+    from studio.login_guard import LoginGuard
+    from studio.served import private_folders
     from studio.ui.app import CSS
 
     return dict(
         server_name=args.host, server_port=args.port, share=share, css=CSS,
-        auth=tuple(args.auth.split(":", 1)) if args.auth else None,
-        # Files are served from the workspace and the bundled assets, nothing else.
-        allowed_paths=[str(ctx.workspace.root), str(ASSETS)],
+        # A callable: failures are delayed and, repeated, lock the login (studio/login_guard.py).
+        auth=LoginGuard(*args.auth.split(":", 1)).login if args.auth else None,
+        auth_message="Darkroom studio: after several wrong passwords the login is locked for a while.",
+        # Files are served from the served folder (links to what the page shows) and the bundled
+        # assets, nothing else: the store, runs (checkpoints, configs, logs), datasets, uploads
+        # and the import scratch are blocked, even for outputs (studio/served.py says why).
+        allowed_paths=[str(ctx.workspace.served_dir), str(ASSETS)],
+        blocked_paths=private_folders(ctx.workspace),
         max_file_size=args.max_upload, prevent_thread_lock=True, show_error=True, quiet=True,
     )
 

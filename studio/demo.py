@@ -107,6 +107,8 @@ def classes_title(classes, shown: int = 6) -> str:
 def build_demo(bundle: Bundle):
     import gradio as gr
 
+    from studio.ui.pictures import PictureInput
+
     def predict(image):
         try:
             return bundle.predict(image)
@@ -114,7 +116,7 @@ def build_demo(bundle: Bundle):
             raise gr.Error(str(e), print_exception=False)
 
     # fixed heights: an uploaded picture would otherwise collapse the box to a thin strip
-    image = gr.Image(type="pil", sources=["upload", "webcam"], label="Picture", height=360)
+    image = PictureInput(type="pil", sources=["upload", "webcam"], label="Picture", height=360)
     if bundle.view == "classes":
         output = gr.Label(num_top_classes=min(5, len(bundle.meta["classes"])), label="Prediction")
     else:

@@ -126,13 +126,13 @@ class Jobs:
         path = Path(data).expanduser()
         if not path.is_absolute():
             if "/" in data or "\\" in data:
-                raise _config_error(f"'data' must be a dataset name, not {data!r}.")
+                raise _config_error(f"'data' must be a dataset name, not {data[:80]!r}.")
             try:
                 path = self.ws.dataset_dir(data)
             except WorkspaceError as e:
                 raise _config_error(str(e)) from None
             if not path.is_dir():
-                raise _config_error(f"There is no dataset named {data!r}; the Data tab lists the datasets there are.")
+                raise _config_error(f"There is no dataset named {data[:80]!r}; the Data tab lists the datasets there are.")
         datasets = self.ws.datasets_dir.resolve()
         resolved = path.resolve()
         if resolved.parent != datasets or not resolved.is_dir():
@@ -157,7 +157,7 @@ class Jobs:
         if record is None or record.get("kind") != "train" or record.get("task") != "restore" \
                 or record.get("status") != "completed":
             raise _config_error(f"'extra.generator_run' must be the id of a completed restore run; "
-                                f"{run_id!r} is not one.")
+                                f"{run_id[:80]!r} is not one.")
         return str(folder.resolve())
 
     def resolve_picture(self, key, value) -> str:
@@ -166,7 +166,7 @@ class Jobs:
         inside = any(path.is_relative_to(folder.resolve()) for folder in (self.ws.uploads_dir, self.ws.datasets_dir))
         if not inside or not path.is_file():
             raise _config_error(f"'extra.{key}' must be a picture uploaded for runs or a dataset's picture "
-                                f"inside the workspace, not {Path(value).name!r}.")
+                                f"inside the workspace, not {Path(value).name[:80]!r}.")
         return str(path)
 
     def resolve_extra_paths(self, extra):

@@ -11,13 +11,11 @@ from pathlib import Path
 
 from studio.datasets.safe_io import MAX_PIXELS, open_image, save_png
 
-UPLOAD_PIXELS = 25_000_000  # a style or content picture is resized to image_size anyway
-
-
-def keep_picture(workspace, source, max_pixels: int = UPLOAD_PIXELS) -> Path:
+def keep_picture(workspace, source, max_pixels: int = MAX_PIXELS) -> Path:
     """Check the picture at `source` and keep it in uploads/; its path there. Raises
-    studio.datasets.errors.DatasetError (UnreadableImage) with the reason when it is refused."""
-    im = open_image(source, max_pixels=min(max_pixels, MAX_PIXELS))
+    studio.datasets.errors.DatasetError (UnreadableImage) with the reason when it is refused
+    (the pixel limit is every entry point's: safe_io.MAX_PIXELS)."""
+    im = open_image(source, max_pixels=max_pixels)
     digest = hashlib.sha256(im.tobytes() + repr(im.size).encode()).hexdigest()[:16]
     target = workspace.uploads_dir / f"{digest}.png"
     if not target.is_file():

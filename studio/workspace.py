@@ -56,6 +56,11 @@ class Workspace:
         """Single pictures a run names (a style image, a content photo), checked and kept as PNG."""
         return self.root / "uploads"
 
+    @property
+    def served_dir(self) -> Path:
+        """Links to the files a page shows: the only workspace folder Gradio may serve (studio/served.py)."""
+        return self.root / "served"
+
     def dataset_dir(self, name: str) -> Path:
         return self.datasets_dir / check_name(name, "dataset name")
 

@@ -158,3 +158,54 @@ def test_good_zip_extracts_non_ascii_names_and_skips_clutter(tmp_path):
     dest = extract_zip(z, tmp_path / "out")
     files = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert files == ["données/chats/é.png"]
+
+
+def zeros_zip(path, size, name="zeros.png"):
+    """One entry of `size` zero bytes, written in blocks (the zip stays tiny: deflate ~1000:1)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w", force_zip64=True) as out:
+        block = bytes(1 << 20)
+        for _ in range(size // len(block)):
+            out.write(block)
+    return path
+
+
+def test_a_ratio_zip_bomb_is_refused_before_anything_is_written(tmp_path):
+    z = zeros_zip(tmp_path / "bomb.zip", 300 * 1024**2)  # 300 MB in a zip of a few hundred KB
+    assert z.stat().st_size < 2 * 1024**2
+    with pytest.raises(DatasetError, match="zip bomb and was refused before extraction.*expands 1,0[0-9][0-9] times"):
+        extract_zip(z, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # within the limits (4 MB of zeros is too small to matter) the same kind of file unpacks
+    small = zeros_zip(tmp_path / "small.zip", 4 * 1024**2)
+    assert (extract_zip(small, tmp_path / "ok") / "zeros.png").stat().st_size == 4 * 1024**2
+
+
+def test_the_size_limit_is_exact_and_says_by_how_much(tmp_path):
+    z = make_zip(tmp_path / "a.zip", [("a.png", b"x" * 1000), ("b.png", b"y" * 1001)])
+    with pytest.raises(DatasetError, match="unpack to 2,001 bytes, 1 byte over the limit of 2,000 bytes"):
+        extract_zip(z, tmp_path / "out", max_bytes=2000)
+    assert extract_zip(z, tmp_path / "ok", max_bytes=2001).is_dir()
+
+
+def test_imports_at_once_share_one_scratch_budget(tmp_path):
+    from studio.datasets import safe_io
+
+    z = make_zip(tmp_path / "a.zip", [("a.png", b"x" * 1000)])
+    with safe_io._ScratchBudget(1500, "other.zip", 2000):  # another import in progress holds 1,500 bytes
+        with pytest.raises(DatasetError, match="other imports in progress"):
+            extract_zip(z, tmp_path / "out", max_scratch=2000)
+        assert not (tmp_path / "out").exists()
+    assert extract_zip(z, tmp_path / "out", max_scratch=2000).is_dir()  # released when it ended
+
+
+def test_check_pixels_reads_the_header_only(tmp_path):
+    from studio.datasets.safe_io import check_pixels
+
+    big = tmp_path / "big.png"
+    Image.new("1", (7000, 7000)).save(big)  # 49 MP of zeros: small on disk
+    with pytest.raises(UnreadableImage, match="7000x7000 pixels, over the limit of 40,000,000"):
+        check_pixels(big, "big.png")
+    assert check_pixels(tmp_path / "big.png", max_pixels=10**8) == (7000, 7000)
+    (tmp_path / "no.png").write_bytes(b"not a picture")
+    with pytest.raises(UnreadableImage, match="not a picture"):
+        check_pixels(tmp_path / "no.png")

@@ -91,3 +91,31 @@ def test_a_truncated_last_checkpoint_is_refused_before_a_resume_is_queued(tmp_pa
             load_last_checkpoint(ws.run_dir(run_id))  # the worker says the same, should one get there
     finally:
         store.close()
+
+
+def test_the_run_store_keeps_json_and_never_runs_a_pickle(tmp_path):
+    import pickle
+    import sqlite3
+
+    import diskcache
+    from diskcache.core import MODE_PICKLE
+
+    with Store(tmp_path / "store") as store:
+        run_id = store.create_run({"task": "classify", "data": "x"}, name="n")["id"]
+        store.request_stop(run_id)
+        store.heartbeat(run_id)
+        assert store.get_run(run_id)["name"] == "n" and store.stop_requested(run_id)
+    with sqlite3.connect(tmp_path / "store" / "cache.db") as db:
+        assert MODE_PICKLE not in {mode for (mode,) in db.execute("SELECT mode FROM Cache")}
+    # A store an older studio wrote (pickled plain values) still reads; a pickle that asks for
+    # code does not run.
+    marker = tmp_path / "marker"
+    with diskcache.Cache(str(tmp_path / "old")) as old:
+        old.set("runs", ["a"])
+        old.set("run:a", {"id": "a", "name": "old run", "status": "completed", "created": 1.0})
+        old.set("run:b", Payload(marker))
+    with Store(tmp_path / "old") as store:
+        assert [r["name"] for r in store.list_runs()] == ["old run"]
+        with pytest.raises(pickle.UnpicklingError):
+            store.cache.get("run:b")
+    assert not marker.exists()

@@ -93,7 +93,7 @@ def test_an_uploaded_style_image_is_checked_and_kept_in_the_workspace_once(ctx, 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.write_text("not a picture"), "is not an image"),
     (lambda p: p.write_bytes(_png(64)[:200]), "damaged or truncated"),
-    (lambda p: Image.new("1", (6000, 5000)).save(p), "over the limit"),
+    (lambda p: Image.new("1", (7000, 6000)).save(p), "over the limit of 40,000,000"),  # one limit for every entry point
 ], ids=["text", "truncated", "oversized"])
 def test_hostile_uploads_are_refused_and_nothing_is_kept(ctx, tmp_path, make, message):
     path = tmp_path / "upload.png"

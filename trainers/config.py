@@ -5,12 +5,35 @@ data and answers in sentences a person can act on.
 """
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
 
 from .constants import ARCHS, IMAGE_EXTS  # noqa: F401  (re-exported: older imports read them here)
+# Whoever can start a run (a visitor of a shared studio too) writes its config into the store,
+# which every list of runs reads back: no setting may be a novel, nor a number that is not one.
+MAX_TEXT = 1000          # characters in any one text setting (a path, a metric name, a mode)
+MAX_ITEMS = 200          # keys or list items at any one level of the config
+MAX_DEPTH = 4
+
+
+def check_plain(value, name: str = "config", depth: int = 0) -> None:
+    """Refuse NaN and infinities (JSON's NaN/Infinity parse as floats), texts over MAX_TEXT and
+    nesting or lists beyond reason, naming the setting."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"'{name}' must be a finite number, not {value}.")
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ConfigError(f"'{name}' is {len(value):,} characters long; settings take at most {MAX_TEXT:,}.")
+    if isinstance(value, (dict, list, tuple)):
+        if depth >= MAX_DEPTH or len(value) > MAX_ITEMS:
+            raise ConfigError(f"'{name}' is nested too deep or holds too many items.")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and len(key) > MAX_TEXT:
+                raise ConfigError(f"A setting name in '{name}' is too long.")
+            check_plain(item, key if depth == 0 and name == "config" else f"{name}.{key}", depth + 1)
 
 
 def task_defaults(task) -> dict:
@@ -52,9 +75,9 @@ class RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ConfigError(
-                f"Unknown setting(s): {', '.join(unknown)}. Known settings: {', '.join(sorted(known))}."
-            )
+            shown = ", ".join(str(k)[:40] for k in unknown[:5])  # a visitor may send any key
+            raise ConfigError(f"Unknown setting(s): {shown}. Known settings: {', '.join(sorted(known))}.")
+        check_plain(d)
         config = cls(**{**task_defaults(d.get("task", "classify")), **d})
         config._check_types()
         return config
@@ -125,6 +148,7 @@ class RunConfig:
         from .tasks.registry import get_task  # late: see task_defaults
 
         self._check_types()
+        check_plain(self.to_dict())
         task = get_task(self.task)
         if self.epochs < 1:
             raise ConfigError("'epochs' must be at least 1.")
@@ -144,6 +168,8 @@ class RunConfig:
             raise ConfigError("'budget_s' must be between 10 seconds and a week (or null: no limit, 'epochs' decides).")
         if self.num_workers < 0:
             raise ConfigError("'num_workers' must be 0 or more.")
+        if not 0 <= self.weight_decay < 10:
+            raise ConfigError("'weight_decay' must be a number from 0 to below 10 (e.g. 0.01).")
         if not self.data:
             raise ConfigError("'data' is empty: give the folder of a dataset.")
         if not Path(self.data).is_dir():

@@ -28,16 +28,21 @@ def class_colours(n: int) -> list:
     return [COLOURS[i % len(COLOURS)] for i in range(n)]
 
 
+MAX_CODE_CHARS = 100
+
+
 def parse_codes(text) -> list:
     """codes.txt text (one code per line) or a list -> the list of codes, checked."""
     codes = [c.strip() for c in (text.splitlines() if isinstance(text, str) else text or []) if str(c).strip()]
     if len(codes) < 2:
         raise DatasetError("Give at least two codes (one per line, the first usually 'background').")
+    if len(codes) > 256:  # checked first: the text may come from anyone, at any length
+        raise DatasetError("At most 256 codes fit in an index PNG.")
+    if any(len(str(c)) > MAX_CODE_CHARS for c in codes):
+        raise DatasetError(f"A code is a short class name: at most {MAX_CODE_CHARS} characters.")
     dupes = sorted({c for c in codes if codes.count(c) > 1})
     if dupes:
         raise DatasetError(f"These codes appear twice: {', '.join(dupes)}.")
-    if len(codes) > 256:
-        raise DatasetError("At most 256 codes fit in an index PNG.")
     return codes
 
 

@@ -41,6 +41,7 @@ def apply_policy(blocks) -> None:
         raise RuntimeError(f"API endpoints missing: {missing}; registered twice: {doubled}.")
 
 
+MAX_CONFIG_CHARS = 50_000  # a config is a few hundred characters; a visitor's megabytes are refused unread
 SUMMARY_FIELDS = ("id", "name", "kind", "status", "task", "dataset", "epoch", "epochs", "best_metric",
                   "monitor", "device", "created", "started", "ended", "error")
 
@@ -100,6 +101,9 @@ def register(ctx):
         """Queue a training run. `config` is a JSON object of RunConfig settings; "data" may be a
         dataset name of the workspace; `processes` > 1 trains it with DistributedDataParallel on
         that many processes placed by a Ray cluster. Returns the new run's id."""
+        if isinstance(config, str) and len(config) > MAX_CONFIG_CHARS:
+            raise gr.Error(f"The config is {len(config):,} characters long; a run's settings take at most "
+                           f"{MAX_CONFIG_CHARS:,}.", print_exception=False)
         try:
             settings = json.loads(config) if isinstance(config, str) else config
         except json.JSONDecodeError as e:

@@ -3,11 +3,13 @@ studio is shared publicly; and the one way a handler turns a refusal into a mess
 person at the screen."""
 import functools
 import logging
+import re
 from dataclasses import dataclass
 
 import gradio as gr
 
 from studio.jobs import Jobs
+from studio.served import clear_served
 from studio.store import Store
 from studio.workspace import Workspace
 
@@ -28,6 +30,7 @@ class StudioContext:
         """`runner`: None for local processes, or a RayRunner not yet started (started here,
         which checks that every node of the cluster sees the workspace)."""
         workspace = Workspace.open(root)
+        clear_served(workspace)
         store = Store(workspace.store_dir)
         if runner is not None:
             runner.start(workspace, store)
@@ -39,9 +42,20 @@ def is_shared(ctx) -> bool:
     return bool(getattr(ctx, "shared", False))
 
 
+# An absolute path (not a URL, not "train/"): /any/folders/name -> name.
+_PATH = re.compile(r"(?<![\w.~:/])/(?:[^\s'\"`()<>,;|/]+/)*([^\s'\"`()<>,;|/]*)")
+
+
+def hide_paths(message: str) -> str:
+    """A message for the page without the folders of the host: the trainers name the files they
+    refuse by full path (useful on the command line); a visitor sees the file's name alone."""
+    return _PATH.sub(lambda m: m.group(1) or "/", message)
+
+
 def user_errors(fn):
     """ConfigError, JobError, WorkspaceError... (all ValueErrors with a sentence) become a
-    gr.Error with that sentence; anything else a short sentence, its traceback in the log."""
+    gr.Error with that sentence; anything else a short sentence, its traceback in the log.
+    Absolute paths are cut to the file's name (hide_paths)."""
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
@@ -49,8 +63,9 @@ def user_errors(fn):
         except gr.Error:
             raise
         except ValueError as e:  # DatasetError, WorkspaceError and friends carry a sentence
-            raise gr.Error(str(e), print_exception=False) from None
+            raise gr.Error(hide_paths(str(e)), print_exception=False) from None
         except Exception as e:
             log.exception("%s failed", fn.__name__)
-            raise gr.Error(f"Something went wrong ({type(e).__name__}: {e}).", print_exception=False) from None
+            raise gr.Error(hide_paths(f"Something went wrong ({type(e).__name__}: {e})."),
+                           print_exception=False) from None
     return wrapper

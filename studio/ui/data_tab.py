@@ -24,6 +24,7 @@ from studio.datasets.samples import ASSETS
 from trainers.grid import enlarged
 
 from .context import is_shared, user_errors
+from .pictures import PictureEditor, PictureInput
 
 PREVIEW_PICTURE = ASSETS / "photos" / "chelsea.jpg"
 SHARED_NO_FOLDERS = ("This studio is shared over a public link, so it does not read folders on the machine it runs "
@@ -274,7 +275,7 @@ def build(ctx):
                     grayscale = gr.Checkbox(False, label="Grayscale (for colourisation)")
                     max_side = gr.Number(0, precision=0, label="Shrink targets to this longest side (0 = keep)")
                 with gr.Column():
-                    cr_picture = gr.Image(value=Image.open(PREVIEW_PICTURE).convert("RGB") if PREVIEW_PICTURE.is_file() else None,
+                    cr_picture = PictureInput(value=Image.open(PREVIEW_PICTURE).convert("RGB") if PREVIEW_PICTURE.is_file() else None,
                                           type="pil", label="Preview picture (drop your own)")
                     cr_preview = gr.ImageSlider(label="Before / after", type="pil")
                     cr_seed = gr.Number(0, precision=0, label="Dataset seed (same seed, same pairs)")
@@ -324,7 +325,7 @@ def build(ctx):
                 pt_load = gr.Button("Load picture")
                 pt_info = gr.Markdown()
                 pt_legend = gr.HTML()
-                pt_editor = gr.ImageEditor(type="pil", image_mode="RGBA", sources=(), layers=False,
+                pt_editor = PictureEditor(type="pil", image_mode="RGBA", sources=(), layers=False,
                                            brush=_brush("background\nobject")[1], label="Paint")
                 with gr.Row():
                     pt_keep = gr.Button("Keep mask")

@@ -27,9 +27,16 @@ def finished_runs(ctx, statuses=WITH_CHECKPOINT) -> list:
 
 
 def load(ctx, run_id):
+    """The checkpoint of a current training run of the store: the id is checked against the store,
+    not against the choices a dropdown had when the page was built (a script may send any id;
+    a run created since must work, an unknown one gets a sentence)."""
     if not run_id:
         raise gr.Error("Choose a run first.", print_exception=False)
-    return cached_checkpoint(ctx.workspace.run_dir(run_id))
+    record = ctx.store.get_run(str(run_id))
+    if record is None or record.get("kind") != "train" or record.get("status") not in WITH_CHECKPOINT:
+        raise gr.Error(f"There is no finished training run {str(run_id)[:40]!r}; list_runs shows the runs there are.",
+                       print_exception=False)
+    return cached_checkpoint(ctx.workspace.run_dir(record["id"]))
 
 
 NO_RUN = "No run with a checkpoint yet: train one first (Start here has one-click samples)."
@@ -49,7 +56,7 @@ def build(ctx):
     first = run_list(ctx)
     with gr.Row(equal_height=True):
         run = gr.Dropdown(label="Run", choices=first["choices"], value=None, info=first["info"], scale=4,
-                          elem_id="inspect-run")
+                          elem_id="inspect-run", allow_custom_value=True)  # load() checks the id against the store
         open_button = gr.Button("Open", variant="primary", scale=1, interactive=False,
                                 elem_id="inspect-open")
     summary = gr.Dataframe(headers=["layer", "type", "output shape", "parameters", "trainable"],

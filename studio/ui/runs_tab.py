@@ -16,12 +16,15 @@ from studio.animation import epochs_gif
 from studio.compare import MAX_RUNS, side_by_side
 from studio.jobs import RESUMABLE
 from studio.run_disk import folder_bytes, human_size
+from studio.served import served
 
 from . import sweep_panel
-from .context import user_errors
+from .context import is_shared, user_errors
 from .train_tab import clock
 
 TICK_S = 3.0
+SHARED_NO_DELETE = ("This studio is shared over a public link: runs and their checkpoints can be deleted only by "
+                    "its owner, on the machine it runs on.")
 COLUMNS = ["name", "id", "status", "task", "dataset", "best metric", "duration", "device", "size"]
 
 
@@ -99,11 +102,12 @@ def build(ctx):
     with gr.Row():
         with gr.Column():
             compare = gr.Dropdown(run_choices(records, "train"), multiselect=True, label="Compare loss curves of",
-                                  info="Choose several runs: one colour per run.")
+                                  info="Choose several runs: one colour per run.", allow_custom_value=True)
             compare_log_y = gr.Checkbox(False, label="Log-scale loss")
             overlay = gr.Plot(plots.overlay_figure([]), label="Loss, runs compared")
         with gr.Column():
-            chosen = gr.Dropdown(run_choices(records), value=None, label="Run", info="The run the buttons below act on.")
+            chosen = gr.Dropdown(run_choices(records), value=None, label="Run", info="The run the buttons below act on.",
+                                 allow_custom_value=True)  # handlers check ids against the store
             details = gr.Markdown(run_details(None))
             epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
                               interactive=False)
@@ -112,7 +116,7 @@ def build(ctx):
                             alt_text="The chosen epoch's sample grid", buttons=["download", "fullscreen"])
             with gr.Row():  # each button is usable once a run is chosen (and resume only where it can)
                 resume = gr.Button("Resume", interactive=False)
-                delete = gr.Button("Delete…", variant="stop", interactive=False)
+                delete = gr.Button("Delete…", variant="stop", interactive=False, visible=not is_shared(ctx))
             with gr.Row(visible=False) as confirm_row:
                 confirm_text = gr.Markdown("")
                 confirm = gr.Button("Yes, delete it", variant="stop", scale=0, min_width=140)
@@ -120,7 +124,7 @@ def build(ctx):
             with gr.Row():
                 # the run's settings in the Train form, to change there and Start (app.py wires it)
                 clone = gr.Button("Clone into the Train form", interactive=False, elem_id="runs-clone")
-                free = gr.Button("Free the disk", interactive=False, elem_id="runs-free",
+                free = gr.Button("Free the disk", interactive=False, elem_id="runs-free", visible=not is_shared(ctx),
                                  min_width=140)
             gr.Markdown("*Free the disk* keeps the run's record (metrics, curves, sample grids, log, settings) and "
                         "removes its checkpoints: it can then no longer be tried, inspected, shared or resumed.")
@@ -131,7 +135,8 @@ def build(ctx):
     with gr.Accordion("Compare sample grids of runs", open=False):
         with gr.Row():
             grid_runs = gr.Dropdown(grid_run_choices(records, store.samples), multiselect=True, max_choices=MAX_RUNS,
-                                    label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3)
+                                    label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3,
+                                    allow_custom_value=True)
             grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch", scale=2)
         grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
     sweep_panel.build_runs_view(ctx)  # a sweep's trials together, the best marked, their curves overlaid
@@ -184,7 +189,7 @@ def build(ctx):
             first, last = samples[0][0], samples[-1][0]
             # A slider needs a range: one grid so far gets an inactive slider one epoch wide.
             slider = gr.update(minimum=first, maximum=max(last, first + 1), value=last, interactive=last > first)
-            image = samples[-1][1]
+            image = served(ctx.workspace, samples[-1][1])
         else:
             slider, image = gr.update(minimum=1, maximum=2, value=1, interactive=False), None
         chosen_one = record is not None
@@ -201,7 +206,7 @@ def build(ctx):
         if not samples:
             return None
         nearest = min(samples, key=lambda e: abs(e - (at or 0)))
-        return samples[nearest]
+        return served(ctx.workspace, samples[nearest])
 
     chosen.change(choose, chosen, [details, epoch, grid, confirm_row, resume, delete, clone, gif_button, gif, free],
                   api_visibility="private")
@@ -210,7 +215,7 @@ def build(ctx):
     @user_errors
     def animate(rid):
         need(rid)  # an AnimationError (a ValueError) becomes the page's message
-        return str(epochs_gif(store.samples(rid), ctx.workspace.run_dir(rid)))
+        return served(ctx.workspace, epochs_gif(store.samples(rid), ctx.workspace.run_dir(rid)))
 
     gif_button.click(animate, chosen, gif, api_name="samples_gif").success(
         lambda: gr.update(visible=True), None, gif, api_visibility="private", show_progress="hidden")
@@ -224,7 +229,8 @@ def build(ctx):
             if record is None:
                 raise gr.Error(f"There is no run {rid!r} any more.", print_exception=False)
             runs.append((f"{record['name']} ({rid[-4:]})", store.samples(rid)))
-        return side_by_side(runs, int(at or 1))  # a CompareError becomes the page's message
+        items = side_by_side(runs, int(at or 1))  # a CompareError becomes the page's message
+        return [(served(ctx.workspace, path), caption) for path, caption in items]
 
     def compare_range(ids):
         """The slider spans the epochs the chosen runs have; the gallery fills once 2 runs are chosen."""
@@ -244,6 +250,9 @@ def build(ctx):
     def need(rid):
         if not rid:
             raise gr.Error("Choose a run first (click its row in the table).", print_exception=False)
+        if store.get_run(str(rid)) is None:
+            raise gr.Error(f"There is no run {str(rid)[:40]!r}; list_runs shows the runs there are.",
+                           print_exception=False)
 
     @user_errors
     def do_resume(rid, current):
@@ -255,6 +264,8 @@ def build(ctx):
     @user_errors
     def do_free(rid, current):
         need(rid)
+        if is_shared(ctx):  # removing checkpoints is deleting: the owner's alone
+            raise gr.Error(SHARED_NO_DELETE, print_exception=False)
         freed = jobs.free_disk(rid)
         return (f"Freed {human_size(freed)} of run `{rid}`; its record stays.", *table_update(current, rid, force=True),
                 gr.update(interactive=False), gr.update(interactive=False))
@@ -265,6 +276,8 @@ def build(ctx):
 
     def ask_delete(rid):
         need(rid)
+        if is_shared(ctx):
+            raise gr.Error(SHARED_NO_DELETE, print_exception=False)
         record = store.get_run(rid)
         if record is None:
             raise gr.Error("That run is gone already.", print_exception=False)
@@ -274,6 +287,8 @@ def build(ctx):
     @user_errors
     def do_delete(rid, current):
         need(rid)
+        if is_shared(ctx):  # the button is hidden; a script calling the event is refused too
+            raise gr.Error(SHARED_NO_DELETE, print_exception=False)
         jobs.delete(rid)
         frame, compare_update, chosen_update, signature, _, grid_update = table_update(current, force=True)
         chosen_update["value"] = None

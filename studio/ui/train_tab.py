@@ -15,6 +15,7 @@ import pandas as pd
 from studio import plots
 from studio.datasets.errors import DatasetError
 from studio.datasets.manifest import dataset_names, read_manifest
+from studio.served import served
 from studio.store import ENDED
 from trainers.constants import ARCHS
 
@@ -269,7 +270,7 @@ def _round(value):
     return round(value, 4) if isinstance(value, float) else value
 
 
-def follow_view(store, run_id, sent, log_y, force=False):
+def follow_view(workspace, store, run_id, sent, log_y, force=False):
     """(status, loss plot, metrics, sample, log, stop button, sent) for the followed run, with
     gr.skip() for each part that is the same as what this page was sent last time."""
     sent = dict(sent or {})
@@ -302,7 +303,7 @@ def follow_view(store, run_id, sent, log_y, force=False):
     part("loss", (len(losses), losses[-1]["step"] if losses else 0, len(epochs), log_y),
          lambda: plots.loss_figure(losses, epochs, log_y=bool(log_y), batches_per_epoch=record.get("batches")))
     part("metrics", repr(epochs), lambda: metrics_frame(epochs))
-    part("sample", samples[-1] if samples else None, lambda: samples[-1][1] if samples else None)
+    part("sample", samples[-1] if samples else None, lambda: served(workspace, samples[-1][1]) if samples else None)
     part("log", (len(log), log[-1] if log else None), lambda: "\n".join(log))
     part("stop", record["status"] in ACTIVE, lambda: gr.update(interactive=record["status"] in ACTIVE))
     sent.update(run=run_id, version=version, log_y=log_y)
@@ -497,11 +498,11 @@ def build(ctx):
         submit_run, [run_name, *settings], [run_id, sent], api_visibility="private", show_progress="hidden")
     submitted.then(lambda: gr.update(interactive=True, value="Start"), None, start, api_visibility="private",
                    show_progress="hidden")
-    submitted.success(lambda rid, s, ly: follow_view(store, rid, s, ly, force=True), [run_id, sent, log_y], view,
+    submitted.success(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly, force=True), [run_id, sent, log_y], view,
                       api_visibility="private", show_progress="hidden")
-    timer.tick(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
+    timer.tick(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly), [run_id, sent, log_y], view,
                api_visibility="private", show_progress="hidden", concurrency_limit=None)
-    log_y.change(lambda rid, s, ly: follow_view(store, rid, s, ly), [run_id, sent, log_y], view,
+    log_y.change(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly), [run_id, sent, log_y], view,
                  api_visibility="private", show_progress="hidden")
 
     @user_errors
@@ -564,7 +565,7 @@ def build(ctx):
         rid = record["id"] if record else None
         if not rid:
             return (None,) + (gr.skip(),) * 7 + (refresh_datasets(current),) + (gr.skip(),) * (len(form) - 1)
-        return (rid, *follow_view(store, rid, {}, ly, force=True), *form_from_config(ws, record.get("config") or {}))
+        return (rid, *follow_view(ctx.workspace, store, rid, {}, ly, force=True), *form_from_config(ws, record.get("config") or {}))
 
     def open_dataset(name):
         """The form for a first run on `name`: its task and that task's defaults (Start here's
@@ -584,7 +585,7 @@ def build(ctx):
         """Follow the run that trains now (or the newest): Start here's "Watch it in Train"."""
         record = latest_run(store)
         rid = record["id"] if record else None
-        return (rid, *follow_view(store, rid, {}, ly, force=True)) if rid else (None,) + (gr.skip(),) * 7
+        return (rid, *follow_view(ctx.workspace, store, rid, {}, ly, force=True)) if rid else (None,) + (gr.skip(),) * 7
 
     return SimpleNamespace(
         run_id=run_id, follow_active=follow_active, follow_inputs=[log_y], follow_outputs=[run_id, *view], on_load=(on_load, [log_y, dataset], [run_id, *view, *form]),

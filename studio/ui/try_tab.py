@@ -93,7 +93,7 @@ def build(ctx):
     # is a change, which shows that run's inputs; a value given here would not be.
     first = run_list(ctx, None, ("completed",))
     run = gr.Dropdown(label="Run", choices=first["choices"], value=None, info=first["info"],
-                      elem_id="try-run")
+                      elem_id="try-run", allow_custom_value=True)  # load() checks the id against the store
     about = gr.Markdown("Choose a run.", elem_id="try-about")
     with gr.Row():
         with gr.Column():
