@@ -72,7 +72,7 @@ def test_auto_with_weights_uses_them(tmp_path, colour_data, monkeypatch, one_thr
     result = fit(tiny_config(colour_data, epochs=2, freeze_epochs=1, pretrained="auto"), out)
     assert result["status"] == "completed" and result["pretrained"] is True
     assert "ImageNet weights" in _log(out) and "phase frozen" in _log(out)
-    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    saved = torch.load(out / "checkpoints" / "last.pt", weights_only=True)
     assert saved["config"]["pretrained"] is True
     # The stem's first convolution started from the file's weights (it was frozen for epoch 1,
     # then trained at the lowest of the discriminative rates: still close to them).
