@@ -174,7 +174,9 @@ class RunConfig:
             raise ConfigError("'data' is empty: give the folder of a dataset.")
         if not Path(self.data).is_dir():
             raise ConfigError(f"Dataset folder not found: {self.data}")
-        # A task checks the weights the run would use, without trying a download here.
+        # The task's extra settings against their types, ranges and choices (Task.settings_spec),
+        # then the task checks the data and the weights the run would use (no download here).
+        task.read_settings(self)
         task.validate(self.with_pretrained(self.pretrained_here()))
         return self
 

@@ -8,6 +8,46 @@ from torch.utils.data import Dataset
 from ..errors import ConfigError
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One of a task's `extra` settings: its type, default, lower bound or choices, and a sentence
+    of help. RunConfig.validate checks a config's extra against them; docs and forms read them."""
+    name: str
+    kind: type                   # int, float, bool or str
+    default: object
+    help: str
+    low: float | None = None     # numbers: the smallest value allowed
+    choices: tuple = ()          # str: the values allowed
+    optional: bool = False       # None is allowed (and means the default's behaviour)
+
+    def read(self, extra: dict):
+        """The setting's value in `extra` (the default when absent), checked; a ConfigError that
+        names the key otherwise."""
+        value = extra.get(self.name, self.default)
+        if value is None and (self.optional or self.default is None):
+            return None
+        key = f"'extra.{self.name}'"
+        if self.choices:
+            if value not in self.choices:
+                allowed = " or ".join(f'"{c}"' for c in self.choices)
+                raise ConfigError(f"{key} must be {allowed}, not {value!r}.")
+            return value
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{key} must be true or false, not {value!r}.")
+            return value
+        if self.kind in (int, float):
+            whole = self.kind is int
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (whole and not isinstance(value, int)):
+                raise ConfigError(f"{key} must be a {'whole ' if whole else ''}number, not {value!r}.")
+            if self.low is not None and value < self.low:
+                raise ConfigError(f"{key} must be at least {self.low}, not {value!r}.")
+            return self.kind(value)
+        if not isinstance(value, self.kind):
+            raise ConfigError(f"{key} must be a {self.kind.__name__}, not {value!r}.")
+        return value
+
+
 @dataclass
 class TaskParts:
     model: nn.Module
@@ -32,6 +72,9 @@ class Task:
     # The time budget a form starts this task with (seconds; None: no limit, the epochs decide).
     # Only tasks whose runs are short enough for a one-minute start on a CPU set one.
     form_budget_s = None
+    # The `extra` settings this task reads (Setting: type, default, range or choices, help);
+    # RunConfig.validate checks a config's extra against them before the task's own validate.
+    settings_spec: tuple = ()
 
     # --- what the studio needs to know (it iterates the registry and names no task) ---------
     # dataset.json kinds this task trains on; the Train tab guesses the first task claiming a kind.
@@ -66,6 +109,10 @@ class Task:
         return {"task": self.name, "data": str(data), "epochs": 1, "batch_size": 4, "image_size": 32, "lr": 1e-3,
                 "freeze_epochs": 0, "pretrained": False, "sample_count": 2, "augment": False}
 
+    def read_settings(self, config) -> dict:
+        """Every setting of settings_spec, read from the config's extra and checked."""
+        return {s.name: s.read(config.extra) for s in self.settings_spec}
+
     def own_fit(self, config):
         """A loop of this task's own for `config`: a function taking fit()'s arguments and
         returning its RunResult (the GANs, Gatys style transfer); None: the Learner trains it."""
@@ -76,15 +123,6 @@ class Task:
 
     def build(self, config, device) -> TaskParts:
         raise NotImplementedError
-
-
-def extra_number(config, key, default, kind=float, low=None):
-    value = config.extra.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ConfigError(f"'extra.{key}' must be a {'whole ' if kind is int else ''}number, not {value!r}.")
-    if low is not None and value < low:
-        raise ConfigError(f"'extra.{key}' must be at least {low}, not {value!r}.")
-    return kind(value)
 
 
 def own_loop_only(task_name):

@@ -12,7 +12,7 @@ from ..grid import captioned, grid, to_pil
 from ..metrics import Accuracy, ErrorRate
 from ..models import ResNetClassifier
 from .registry import register
-from .base import Task, TaskParts
+from .base import Setting, Task, TaskParts
 
 RIGHT, WRONG = (90, 220, 110), (240, 80, 80)
 
@@ -26,6 +26,10 @@ class Classify(Task):
     precise_bn = True
     form_budget_s = 60  # a first model in about a minute (issue 14; docs/BENCHMARKS.md)
     dataset_kinds = ("classify",)
+    settings_spec = (
+        Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint (digits say no).",
+                optional=True),
+    )
     try_view, try_inputs, try_button = "classes", ("picture", "k"), "Predict"
     try_about = "Upload a picture (or use the webcam): the most likely classes and where the model looked."
     exports = True

@@ -30,7 +30,7 @@ from ..data import read_manifest
 from ..models.gan import Critic
 from ..paired_data import RestorePairs, read_scale, scan_pairs
 from .registry import register
-from .base import Task, extra_number, own_loop_only
+from .base import Setting, Task, own_loop_only
 from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_unet
 
 SWITCHERS = ("threshold", "fixed")
@@ -67,28 +67,27 @@ def generator_checkpoint(run_dir) -> tuple:
                       f"let it finish an epoch first.")
 
 
+SETTINGS = (
+    Setting("switcher", str, "threshold", "Whose turn it is: fastai's adaptive threshold switcher, or a fixed "
+            "number of critic and generator steps.", choices=SWITCHERS),
+    Setting("loss", str, None, "The content loss: feature (VGG) or pixel L1; left out, the restore run's.",
+            choices=LOSSES, optional=True),
+    Setting("gen_threshold", float, None, "Threshold switcher: the generator trains until its loss is below "
+            "this (left out: for one step).", optional=True),
+    Setting("critic_threshold", float, 0.65, "Threshold switcher: the critic trains until its loss is below this."),
+    Setting("switch_max_steps", int, 20, "Threshold switcher: the most steps either side takes in a row.", low=1),
+    Setting("n_critic", int, 1, "Fixed switcher: critic steps per round.", low=1),
+    Setting("n_gen", int, 1, "Fixed switcher: generator steps per round.", low=1),
+    Setting("content_weight", float, 50.0, "Weight of the content loss in the generator's loss.", low=0),
+    Setting("adversarial_weight", float, 1.0, "Weight of the critic's verdict in the generator's loss.", low=0),
+    Setting("critic_pretrain_epochs", int, 1, "Passes that train the critic alone before the game starts.", low=0),
+    Setting("critic_width", int, 64, "Channels of the critic's first layer.", low=1),
+    Setting("critic_self_attention", bool, True, "A self-attention layer in the critic."),
+)
+
+
 def _settings(config) -> dict:
-    switcher = config.extra.get("switcher", "threshold")
-    if switcher not in SWITCHERS:
-        raise ConfigError(f"'extra.switcher' must be \"threshold\" or \"fixed\", not {switcher!r}.")
-    loss = config.extra.get("loss")
-    if loss is not None and loss not in LOSSES:
-        raise ConfigError(f"'extra.loss' must be \"feature\" or \"pixel\" (or left out), not {loss!r}.")
-    gen_threshold = config.extra.get("gen_threshold")
-    if gen_threshold is not None:
-        gen_threshold = extra_number(config, "gen_threshold", None)
-    return {
-        "switcher": switcher, "loss": loss, "gen_threshold": gen_threshold,
-        "critic_threshold": extra_number(config, "critic_threshold", 0.65),
-        "switch_max_steps": extra_number(config, "switch_max_steps", 20, int, 1),
-        "n_critic": extra_number(config, "n_critic", 1, int, 1),
-        "n_gen": extra_number(config, "n_gen", 1, int, 1),
-        "content_weight": extra_number(config, "content_weight", 50.0, float, 0),
-        "adversarial_weight": extra_number(config, "adversarial_weight", 1.0, float, 0),
-        "critic_pretrain_epochs": extra_number(config, "critic_pretrain_epochs", 1, int, 0),
-        "critic_width": extra_number(config, "critic_width", 64, int, 1),
-        "critic_self_attention": bool(config.extra.get("critic_self_attention", True)),
-    }
+    return {s.name: s.read(config.extra) for s in SETTINGS}
 
 
 @register
@@ -112,6 +111,7 @@ class RestorationGAN(Task):
                             info["std"], checkpoint_unet_settings(info, config.get("extra") or {}))
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
+    settings_spec = SETTINGS
 
     def validate(self, config):
         _settings(config)

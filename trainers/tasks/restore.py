@@ -20,7 +20,7 @@ from ..models.weights import weights_file
 from ..data import read_manifest
 from ..paired_data import RestorePairs, read_scale, scan_pairs
 from .registry import register
-from .base import Task, TaskParts
+from .base import Setting, Task, TaskParts
 from .segment import check_unet_config, input_stats
 
 LOSSES = ("feature", "pixel")
@@ -85,6 +85,15 @@ class Restore(Task):
     name = "restore"
     default_monitor = "psnr"
     dataset_kinds = ("restore",)
+    settings_spec = (
+        Setting("loss", str, None, "feature (VGG feature loss, when its weights are here) or pixel L1; "
+                "left out: feature when possible.", choices=LOSSES, optional=True),
+        Setting("norm", str, None, "batch or group norm in the U-Net; left out: group from scratch, batch "
+                "with a pretrained encoder.", choices=NORMS, optional=True),
+        Setting("blur", bool, True, "Blur after each pixel-shuffle upsampling (fewer checkerboard artefacts)."),
+        Setting("self_attention", bool, True, "A self-attention layer in the decoder."),
+        Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint.", optional=True),
+    )
     try_view, try_button = "before_after", "Restore"
     try_about = "Upload a damaged or small picture: before and after."
     exports = True
@@ -106,12 +115,7 @@ class Restore(Task):
         scale = read_scale(config.data)
         train, _ = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
         check_unet_config(config, "restore", len(train), scale)
-        choice = config.extra.get("loss")
-        if choice is not None and choice not in LOSSES:
-            raise ConfigError(f"'extra.loss' must be \"feature\" or \"pixel\" (or left out), not {choice!r}.")
-        norm = config.extra.get("norm")
-        if norm is not None and norm not in NORMS:
-            raise ConfigError(f"'extra.norm' must be \"batch\" or \"group\" (or left out), not {norm!r}.")
+        norm = self.read_settings(config)["norm"]  # loss and norm checked against settings_spec
         if norm == "group" and config.pretrained:
             raise ConfigError("'extra.norm' \"group\" needs an encoder trained from scratch: a pretrained "
                               "encoder learnt its weights with batch norm. Turn pretrained off, or leave norm out.")

@@ -17,7 +17,7 @@ from ..models.unet import UNet
 from ..paired_data import SegmentPairs, read_codes, scan_pairs
 from ..seg_metrics import Dice, MeanIoU, PixelAccuracy
 from .registry import register
-from .base import Task, TaskParts
+from .base import Setting, Task, TaskParts
 
 # Distinct colours for up to 20 classes (then they repeat); void is drawn black.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -79,6 +79,11 @@ class Segment(Task):
     # (precise_bn.py): from scratch, eval-mode statistics otherwise lag the weights.
     precise_bn = True
     dataset_kinds = ("segment",)
+    settings_spec = (
+        Setting("blur", bool, False, "Blur after each pixel-shuffle upsampling."),
+        Setting("self_attention", bool, False, "A self-attention layer in the decoder."),
+        Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint.", optional=True),
+    )
     try_view, try_inputs, try_button = "overlay", ("picture", "opacity"), "Segment"
     try_about = "Upload a picture: each pixel tinted by its predicted class."
     exports = True

@@ -31,7 +31,7 @@ from ..models.vgg_features import pretrained_vgg_features
 from ..run_harness import RunHarness, RunResult
 from ..style_loss import CONTENT_BLOCKS, STYLE_BLOCKS, StyleLoss, check_blocks
 from .registry import register
-from .base import Task, TaskParts, extra_number
+from .base import Setting, Task, TaskParts
 
 MODES = ("network", "gatys")
 
@@ -51,25 +51,27 @@ def image_tensor(im, size: int) -> torch.Tensor:
     return v2.functional.to_dtype(v2.functional.to_image(im), torch.float32, scale=True)
 
 
+SETTINGS = (
+    Setting("mode", str, "network", "network (Johnson: train a network that stylises any photo) or gatys "
+            "(optimise one image's pixels).", choices=MODES),
+    Setting("content_weight", float, 1.0, "Weight of the content loss.", low=0),
+    Setting("style_weight", float, 1e6, "Weight of the style (Gram) loss.", low=0),
+    Setting("steps", int, 100, "Gatys: Adam steps on the pixels, spread over the epochs' frames.", low=1),
+    Setting("pixel_lr", float, 0.05, "Gatys: Adam's learning rate on the pixels.", low=0),
+    Setting("width", int, 32, "Network: channels of the style network.", low=1),
+    Setting("residual_blocks", int, 5, "Network: residual blocks of the style network.", low=0),
+    Setting("images_per_epoch", int, 64, "Network: photos drawn (with repeats) per epoch.", low=1),
+)
+
+
 def _settings(config) -> dict:
-    mode = config.extra.get("mode", "network")
-    if mode not in MODES:
-        raise ConfigError(f"'extra.mode' must be \"network\" (Johnson: train a network) or \"gatys\" "
-                          f"(optimise one image's pixels), not {mode!r}.")
     style = config.extra.get("style_image")
     if not isinstance(style, str) or not style:
         raise ConfigError("The style task needs 'extra.style_image': the path of the image whose style to copy.")
     return {
-        "mode": mode, "style_image": style,
+        **{s.name: s.read(config.extra) for s in SETTINGS}, "style_image": style,
         "content_blocks": check_blocks(config.extra.get("content_layers", list(CONTENT_BLOCKS)), "content_layers"),
         "style_blocks": check_blocks(config.extra.get("style_layers", list(STYLE_BLOCKS)), "style_layers"),
-        "content_weight": extra_number(config, "content_weight", 1.0, float, 0),
-        "style_weight": extra_number(config, "style_weight", 1e6, float, 0),
-        "steps": extra_number(config, "steps", 100, int, 1),
-        "pixel_lr": extra_number(config, "pixel_lr", 0.05, float, 0),
-        "width": extra_number(config, "width", 32, int, 1),
-        "residual_blocks": extra_number(config, "residual_blocks", 5, int, 0),
-        "images_per_epoch": extra_number(config, "images_per_epoch", 64, int, 1),
     }
 
 
@@ -90,6 +92,7 @@ def style_loss(config, s, device, size) -> StyleLoss:
 class Style(Task):
     name = "style"
     default_monitor = "valid_loss"
+    settings_spec = SETTINGS
     dataset_kinds = ("images",)
     try_view, try_button = "stylised", "Stylise"
     try_about = "Upload a photo: it comes back in the style this run learned."

@@ -17,7 +17,7 @@ from ..grid import grid, to_pil
 from ..image_folder import ImageFolderSet, scan_images
 from ..models.gan import Critic, Generator
 from .registry import register
-from .base import Task, extra_number, own_loop_only  # noqa: F401  (extra_number: older imports)
+from .base import Setting, Task, own_loop_only
 
 DEFAULT_LR = {"penalty": 1e-4, "clip": 5e-5}
 
@@ -41,23 +41,23 @@ class WGAN(Task):
     # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
     defaults = {"lr": None, "image_size": 64}
     own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
+    settings_spec = (
+        Setting("constraint", str, "penalty", "How the critic is kept 1-Lipschitz: the gradient penalty "
+                "(WGAN-GP) or weight clipping (the original WGAN).", choices=("penalty", "clip")),
+        Setting("latent", int, 100, "Length of the noise vector the generator draws from.", low=1),
+        Setting("width", int, 64, "Channels of the generator's and critic's widest layer.", low=1),
+        Setting("n_critic", int, 5, "Critic steps per generator step.", low=1),
+        Setting("images_per_epoch", int, 512, "Images drawn (with repeats) per epoch.", low=1),
+        Setting("clip", float, 0.01, "With clipping: critic weights are clamped to [-clip, clip].", low=0),
+        Setting("penalty_weight", float, 10.0, "With the penalty: its weight.", low=0),
+        Setting("flip", bool, True, "Random horizontal flips in training."),
+    )
 
     def settings(self, config) -> dict:
-        constraint = config.extra.get("constraint", "penalty")
-        if constraint not in ("penalty", "clip"):
-            raise ConfigError(f"'extra.constraint' must be \"penalty\" or \"clip\", not {constraint!r}.")
         size = config.image_size
         if size & (size - 1):
             raise ConfigError(f"For wgan, 'image_size' must be a power of two (16, 32, 64, 128...), not {size}.")
-        return {
-            "constraint": constraint,
-            "latent": extra_number(config, "latent", 100, int, 1),
-            "width": extra_number(config, "width", 64, int, 1),
-            "n_critic": extra_number(config, "n_critic", 5, int, 1),
-            "images_per_epoch": extra_number(config, "images_per_epoch", 512, int, 1),
-            "clip": extra_number(config, "clip", 0.01, float, 0),
-            "penalty_weight": extra_number(config, "penalty_weight", 10.0, float, 0),
-        }
+        return self.read_settings(config)
 
     def validate(self, config):
         settings = self.settings(config)
@@ -78,7 +78,7 @@ class WGAN(Task):
         torch.manual_seed(config.seed)  # the same initial weights on every rerun
         paths = scan_images(config.data)
         dataset = ImageFolderSet(paths, config.image_size, train=True, augment=config.augment,
-                                 flip=bool(config.extra.get("flip", True)), length=s["images_per_epoch"])
+                                 flip=s["flip"], length=s["images_per_epoch"])
         generator = Generator(config.image_size, s["latent"], s["width"])
         critic = Critic(config.image_size, s["width"], spectral=False)
         lr = config.lr if config.lr is not None else DEFAULT_LR[s["constraint"]]
