@@ -83,7 +83,7 @@ def write_patches(root: Path, counts=(100, 20), side=64, seed=0) -> Path:
     for split, n in zip(("train", "valid"), counts):
         (root / split / "images").mkdir(parents=True)
         (root / split / "labels").mkdir(parents=True)
-        for i in range(n):
+        for _ in range(n):
             a = int(rng.integers(0, 2))
             base = _crop(rng, pics[a], side, split == "valid")
             other = _crop(rng, pics[1 - a], side, split == "valid")

@@ -70,6 +70,7 @@ def suggest_lr(lrs, losses) -> float:
 class ReportSweep(Callback):
     """The sweep's progress for a Reporter: batch i of the finder's `num` (so a page can show a
     bar and an ETA), and a stop asked for between batches ends the sweep."""
+
     order = 30
 
     def __init__(self, reporter, finder: LRFinder):

@@ -34,7 +34,7 @@ class RunResult:
     pretrained: bool | None = None  # the weights the run started from, where that applies
     weights: str = ""
     estimate_s: float | None = None  # seconds the rehearsal before the first step predicted (budget.py)
-    seconds: float | None = None     # seconds the run really took, from fit() to its end
+    seconds: float | None = None  # seconds the run really took, from fit() to its end
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
