@@ -5,8 +5,8 @@ for it by path. Allowing the workspace would serve the run store, checkpoints, c
 and upload scratch (and Gradio opening the store's SQLite file in the studio's process drops
 the studio's own locks on it). So only this folder (and the bundled assets) is allowed, every
 other workspace folder is blocked, and a handler that shows a workspace file (a sample grid, an
-animation) hands Gradio `served(path)`: a hard link (a copy across filesystems) named by the
-run and the file's version, never the original path.
+animation) hands Gradio `served(path)`: a hard link (a copy across filesystems) named by a hash
+of the file's place and version plus its own name (epoch_004.png), never the original path.
 """
 import hashlib
 import os
@@ -22,7 +22,7 @@ def served(workspace, path) -> str:
     stat = source.stat()
     relative = source.relative_to(workspace.root).as_posix()
     tag = hashlib.sha256(f"{relative}:{stat.st_mtime_ns}:{stat.st_size}".encode()).hexdigest()[:16]
-    target = workspace.served_dir / f"{tag}{source.suffix.lower()}"
+    target = workspace.served_dir / f"{tag}-{source.name}"  # the name kept: pages and tests read it
     if not target.is_file():
         workspace.served_dir.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")

@@ -78,6 +78,7 @@ def test_served_links_stand_in_for_workspace_files(tmp_path):
     grid.write_bytes(b"png")
     link = served(ws, grid)
     assert link.startswith(str(ws.served_dir)) and open(link, "rb").read() == b"png"
+    assert link.endswith("-epoch_001.png") and "r1" not in link  # its name, not its folder
     assert served(ws, grid) == link  # the same version of a file: one link
     with pytest.raises(ValueError):
         served(ws, tmp_path / "elsewhere.png")
