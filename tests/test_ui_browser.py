@@ -44,6 +44,8 @@ def fill_settings(page, epochs, batch_size):
     for label, value in [("Image size", "32"), ("Batch size", str(batch_size)), ("Epochs", str(epochs)),
                          ("Frozen epochs", "0")]:
         page.get_by_label(label, exact=True).fill(value)
+    # The epochs typed here count only without a time budget (a budget sets them from a rehearsal).
+    page.locator("#train-budget").get_by_label("no limit").check()
 
 
 def status_text(page):
@@ -117,5 +119,6 @@ def test_each_task_brings_its_defaults_and_its_own_settings(page):
     page.locator("#train-style-image").wait_for(state="hidden")
     page.wait_for_function("() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
                            " return e && e.value === '0.003'; }")
-    assert page.get_by_label("Image size", exact=True).input_value() == "128" and lr.is_visible()
+    # The colour pictures are 32 px: classify's size fits them rather than upsampling to 128.
+    assert page.get_by_label("Image size", exact=True).input_value() == "32" and lr.is_visible()
     assert page.get_by_role("button", name="Find learning rate").is_visible()
