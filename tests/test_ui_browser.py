@@ -41,8 +41,6 @@ def fill_settings(page, epochs, batch_size):
     page.locator("#train-dataset input").click()
     page.get_by_role("option", name="colours", exact=True).click()
     page.get_by_text("colours: classify dataset").wait_for()
-    # "no limit": the epochs typed below decide (a time budget would choose them from a rehearsal)
-    page.locator("#train-budget").get_by_label("no limit").check()
     for label, value in [("Image size", "32"), ("Batch size", str(batch_size)), ("Epochs", str(epochs)),
                          ("Frozen epochs", "0")]:
         page.get_by_label(label, exact=True).fill(value)
