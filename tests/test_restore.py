@@ -8,6 +8,7 @@ import torch
 from PIL import Image, ImageFilter
 
 from trainers import fit
+from trainers.grid import TILE, caption_size
 from trainers.losses import FeatureLoss, PixelL1
 from trainers.paired_data import RestorePairs, scan_pairs
 from trainers.tasks.restore import choose_loss
@@ -67,7 +68,8 @@ def test_restore_run_learns_and_writes_metrics_and_grids(tmp_path):
     assert len({round(r["input_psnr"], 6) for r in metrics}) == 1 and 15 < metrics[0]["input_psnr"] < 40
     assert all(np.isfinite(r["psnr"]) and 0 < r["ssim"] <= 1 for r in metrics)
     grid = Image.open(run / "samples" / "epoch_003.png")
-    assert grid.width == 3 * (128 + 4) + 4 and grid.height == 4 * (128 + 18 + 4) + 4  # crappy | output | clean
+    caption = caption_size(TILE) + 8
+    assert grid.width == 3 * (TILE + 4) + 4 and grid.height == 4 * (TILE + caption + 4) + 4  # crappy | output | clean
     assert "loss: pixel L1 (chosen in the config)" in (run / "log.txt").read_text()
 
 

@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from trainers import ConfigError, fit
+from trainers.grid import TILE
 from trainers.models.style_net import StyleNet
 from trainers.models.vgg_features import pretrained_vgg_features
 from trainers.style_loss import StyleLoss
@@ -96,7 +97,7 @@ def test_style_network_trains_through_fit(tmp_path, vgg_home):
     assert {"train_loss", "valid_loss", "content_loss", "style_loss", "seconds"} <= set(metrics)
     assert metrics["valid_loss"] == pytest.approx(metrics["content_loss"] + metrics["style_loss"], rel=1e-4)
     grid = Image.open(tmp_path / "run" / "samples" / "epoch_001.png")
-    assert grid.width == 2 * (128 + 4) + 4  # photo | stylised
+    assert grid.width == 2 * (TILE + 4) + 4  # photo | stylised
 
 
 def test_style_refuses_missing_or_bad_settings(tmp_path, vgg_home):

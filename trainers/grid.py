@@ -16,13 +16,16 @@ def to_pil(x: torch.Tensor) -> Image.Image:
     return Image.fromarray(array, "RGB")
 
 
+TILE = 160  # a sample tile's width in pixels
+
+
 def caption_size(tile: int) -> int:
     """A caption's font size for a tile `tile` pixels wide: a tenth of it, at least 14 px, so that
     a grid shown at half its size on the page still reads (12 px captions on 128 px tiles did not)."""
     return max(14, tile // 10)
 
 
-def captioned(image: Image.Image, caption: str, colour=(230, 230, 230), tile=160) -> Image.Image:
+def captioned(image: Image.Image, caption: str, colour=(230, 230, 230), tile=TILE) -> Image.Image:
     """The image scaled to `tile` pixels wide with a caption strip under it."""
     image = image.resize((tile, max(1, round(image.height * tile / image.width))), Image.NEAREST)
     size = caption_size(tile)
