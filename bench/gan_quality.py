@@ -11,6 +11,11 @@ steps each side took (the threshold switcher gives the critic up to 20 in a row)
 
     python bench/gan_quality.py [--restore-epochs 3] [--gan-epochs 4] [--size 96] [--variants 6]
                                 [--batch-size 4] [--gan-lr NUMBER] [--gan-extra JSON]
+                                [--generator-run RUN --data DATA] [--grids DIR]
+
+--generator-run and --data start from a restore run already trained (for example one that
+bench/restore_quality.py --keep kept, with its dataset) instead of training a short one here.
+--grids copies the gan run's per-epoch sample grids there.
 
 No pretrained weights can be downloaded here: the content loss falls back to pixel L1 and the
 U-Net encoder starts from scratch (the runs say so in their logs).
@@ -65,17 +70,24 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--gan-lr", type=float, default=None, help="the gan run's lr (default: the task's own)")
     ap.add_argument("--gan-extra", default="{}", help="JSON merged into the gan run's extra (defaults otherwise)")
+    ap.add_argument("--generator-run", type=Path, default=None, help="a finished restore run to start from")
+    ap.add_argument("--data", type=Path, default=None, help="its dataset (with --generator-run)")
+    ap.add_argument("--grids", type=Path, default=None, help="copy the gan run's sample grids here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from trainers import RunConfig, fit
 
     tmp = Path(tempfile.mkdtemp(prefix="gan-quality-"))
     data, restore_run, gan_run = tmp / "pairs", tmp / "restore", tmp / "gan"
-    pairs = build_pairs(data, args.variants)
+    if args.generator_run:
+        data, restore_run, pairs, restore_s = args.data, args.generator_run, "the restore run's", 0.0
+    else:
+        pairs = build_pairs(data, args.variants)
     common = {"data": str(data), "image_size": args.size, "batch_size": args.batch_size, "pretrained": False}
 
     start = time.perf_counter()
-    fit(RunConfig.from_dict({**common, "task": "restore", "epochs": args.restore_epochs}), restore_run)
+    if not args.generator_run:
+        fit(RunConfig.from_dict({**common, "task": "restore", "epochs": args.restore_epochs}), restore_run)
     restore_s = time.perf_counter() - start
     start = time.perf_counter()
     gan = {**common, "task": "gan", "epochs": args.gan_epochs, "extra": {**json.loads(args.gan_extra),
@@ -104,6 +116,8 @@ def main():
         last = epochs[-1].get("psnr", float("nan"))
         print(f"PSNR after: {last:.2f} dB; margin (after - before) {last - start_psnr:+.2f} dB")
     print(f"load average {' '.join(open('/proc/loadavg').read().split()[:3])}")
+    if args.grids:
+        shutil.copytree(gan_run / "samples", args.grids, dirs_exist_ok=True)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ from trainers.augment import valid_transform
 
 
 MAX_GENERATED = 64  # pictures per draw from noise
+MAX_RESTORE_PIXELS = 1536 * 1024  # a larger picture is restored on its centre of this area (CPU time)
 
 
 class CheckpointError(ValueError):
@@ -98,12 +99,20 @@ class LoadedModel:
         return self.preprocess(image)
 
     def restored(self, image: Image.Image) -> tuple:
-        """(before, after) for restore and gan runs: the crop the model sees (scaled to the output
-        size for super-resolution, so the two line up) and the model's output."""
+        """(before, after) for restore and gan runs: the whole picture (its centre when above
+        MAX_RESTORE_PIXELS; scaled to the output size for super-resolution, so the two line up)
+        and the model's output, computed in tiles of the training size by the function the run's
+        validation used (trainers/tiling.py), so what Try shows is what the run scored."""
         self._needs("before_after", "before/after needs a restoring run (restore or gan)")
+        from torchvision.transforms.v2 import functional as TF
         from trainers.grid import to_pil
-        after = to_pil(self.forward(self.preprocess(image))[0].clamp(0, 1))
-        return self.shown(image).resize(after.size, Image.BICUBIC), after
+        from trainers.tiling import tiled
+        image = _centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
+        x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), self.mean, self.std)
+        with self.lock:
+            out = tiled(self.model, x[None], self.input_size(), scale=int(self.info.get("scale", 1) or 1))
+        after = to_pil(out[0].clamp(0, 1))
+        return image.resize(after.size, Image.BICUBIC), after
 
     def generate(self, seed: int, count: int) -> list:
         """`count` pictures drawn by a wgan generator from seeded noise: the same seed always
@@ -125,6 +134,18 @@ class LoadedModel:
         image = image.convert("RGB")
         x = image_tensor(image, min(max_side, max(image.size)))[None]  # never enlarged
         return to_pil(self.forward(x)[0])
+
+
+def _centre_area(image: Image.Image, max_pixels: int) -> Image.Image:
+    """The picture, or its centre with at most max_pixels (same shape): cropped, not shrunk,
+    so the damage keeps the pixel scale the network learned."""
+    w, h = image.size
+    if w * h <= max_pixels:
+        return image
+    f = (max_pixels / (w * h)) ** 0.5
+    cw, ch = max(1, int(w * f)), max(1, int(h * f))
+    left, top = (w - cw) // 2, (h - ch) // 2
+    return image.crop((left, top, left + cw, top + ch))
 
 
 def checkpoint_path(run_dir, which: str = "best") -> Path:

@@ -185,7 +185,7 @@ def test_restoration_gan_starts_from_a_restore_run_and_records_both_losses(tmp_p
     fit(restore_config(data, epochs=1, batch_size=4, augment=False), tmp_path / "restore")
     config = {"task": "gan", "data": str(data), "epochs": 2, "batch_size": 4, "image_size": 32, "lr": 1e-4,
               "augment": False, "extra": {"generator_run": str(tmp_path / "restore"), "critic_width": 8,
-                                          "switcher": "fixed", "n_critic": 1, "n_gen": 1}}
+                                          "switcher": "fixed", "n_critic": 1, "n_gen": 1, "crops_per_epoch": 8}}
     result = fit(config, tmp_path / "gan")
     assert result["status"] == "completed" and result["monitor"] == "psnr"
     metrics = rows(tmp_path / "gan" / "metrics.jsonl")
@@ -197,7 +197,7 @@ def test_restoration_gan_starts_from_a_restore_run_and_records_both_losses(tmp_p
     assert [b["step"] for b in batches] == ["critic", "generator"] * 2
     log = (tmp_path / "gan" / "log.txt").read_text()
     assert "before GAN training" in log and "critic pretraining pass 1/1" in log
-    assert Image.open(tmp_path / "gan" / "samples" / "epoch_002.png").width == 3 * (128 + 4) + 4
+    assert Image.open(tmp_path / "gan" / "samples" / "epoch_002.png").width == 3 * (160 + 4) + 4
     checkpoint = torch.load(tmp_path / "gan" / "checkpoints" / "last.pt", weights_only=True)
     assert checkpoint["info"]["start_psnr"] > 0 and checkpoint["info"]["scale"] == 1
     assert "high for a GAN" not in log

@@ -9,7 +9,7 @@ from PIL import Image, ImageFilter
 
 from trainers import fit
 from trainers.grid import TILE, caption_size
-from trainers.losses import FeatureLoss, PixelL1
+from trainers.losses import FeatureLoss, PixelL1, PixelSSIM
 from trainers.paired_data import RestorePairs, scan_pairs
 from trainers.tasks.restore import choose_loss
 from conftest import tiny_config
@@ -45,8 +45,11 @@ def write_pairs(root: Path, n=20, size=32, scale=1, seed=0) -> Path:
 
 
 def restore_config(data, **changes):
-    settings = dict(task="restore", epochs=3, batch_size=8, lr=3e-3, extra={"loss": "pixel"})
+    """A tiny restore run: pixel loss, and an epoch of 16 crops (the task's 1600 are for real runs)
+    unless `extra` says otherwise."""
+    settings = dict(task="restore", epochs=3, batch_size=8, lr=3e-3)
     settings.update(changes)
+    settings["extra"] = {"loss": "pixel", "crops_per_epoch": 16, **changes.get("extra", {})}
     return tiny_config(data, **settings)
 
 
@@ -113,6 +116,8 @@ def test_loss_choice_is_said_and_falls_back_to_pixel_without_weights(tmp_path, m
     loss, note = choose_loss(None)
     assert isinstance(loss, FeatureLoss) and note.startswith("feature loss")
     assert isinstance(choose_loss("pixel")[0], PixelL1)
+    assert isinstance(choose_loss(None, "cnn")[0], PixelL1)  # the CPU network keeps its pixel loss
+    assert isinstance(choose_loss("ssim")[0], PixelSSIM)
 
 
 def test_feature_loss_run_logs_its_choice(tmp_path, monkeypatch):
@@ -120,7 +125,7 @@ def test_feature_loss_run_logs_its_choice(tmp_path, monkeypatch):
     _write_random_vgg_features()
     data = write_pairs(tmp_path / "pairs", n=10)
     run = tmp_path / "run"
-    fit(restore_config(data, epochs=1, batch_size=4, extra={}), run)
+    fit(restore_config(data, epochs=1, batch_size=4, extra={"net": "unet", "loss": None}), run)
     assert "loss: feature loss" in (run / "log.txt").read_text()
     assert np.isfinite(rows(run)[0]["train_loss"])
 
@@ -174,7 +179,8 @@ def test_short_training_leaves_held_out_pairs_no_worse_than_the_input(tmp_path):
     assert last["psnr"] > last["input_psnr"] - 0.3, last
 
 
-def test_the_task_starts_at_the_input_with_the_correction_learning_at_once(tmp_path):
+@pytest.mark.parametrize("net, last", [("cnn", "tail"), ("unet", "head")])
+def test_the_task_starts_at_the_input_with_the_correction_learning_at_once(tmp_path, net, last):
     """Issue 5: the gate started at 0 in front of a random head (a saddle: each factor's gradient
     goes through the other), the correction never opened and runs ended at +0.00 dB. The task's
     model must start exactly at its input and give its last layer a gradient on the first step."""
@@ -182,7 +188,7 @@ def test_the_task_starts_at_the_input_with_the_correction_learning_at_once(tmp_p
     from trainers.tasks.restore import Restore
 
     data = write_pairs(tmp_path / "pairs", n=4)
-    config = RunConfig.from_dict(restore_config(data))
+    config = RunConfig.from_dict(restore_config(data, extra={"net": net}))
     torch.manual_seed(0)
     parts = Restore().build(config, torch.device("cpu"))
     x, target = (torch.stack(t) for t in zip(*(parts.train_ds[i] for i in range(2))))
@@ -190,7 +196,7 @@ def test_the_task_starts_at_the_input_with_the_correction_learning_at_once(tmp_p
     out = model(x)
     assert torch.allclose(out, target[:, 1], atol=1e-6)  # the crappy input, to the pixel
     PixelL1()(out, target).backward()
-    assert model.head.weight.grad.abs().sum() > 0
+    assert getattr(model, last).weight.grad.abs().sum() > 0
 
 
 def test_restore_defaults_give_a_from_scratch_run_enough_steps():
@@ -199,7 +205,7 @@ def test_restore_defaults_give_a_from_scratch_run_enough_steps():
     from trainers import RunConfig
 
     config = RunConfig.from_dict({"task": "restore"})
-    assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 16, 3e-3, 64)
+    assert (config.batch_size, config.epochs, config.lr, config.image_size) == (8, 12, 2e-3, 64)
     assert RunConfig.from_dict({"task": "restore", "batch_size": 32}).batch_size == 32
     assert RunConfig.from_dict({"task": "classify"}).batch_size == 32
 
@@ -214,7 +220,7 @@ def test_from_scratch_restore_uses_group_norm_and_its_checkpoint_rebuilds_the_sa
 
     data = write_pairs(tmp_path / "pairs", n=8)
     run = tmp_path / "run"
-    fit(restore_config(data, epochs=1, batch_size=4), run)
+    fit(restore_config(data, epochs=1, batch_size=4, extra={"net": "unet", "loss": "pixel"}), run)
     ckpt = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert ckpt["info"]["unet"] == {"blur": True, "self_attention": True, "norm": "group"}
     model = build_model("restore", ckpt["config"], ckpt["info"])
@@ -231,17 +237,110 @@ def test_from_scratch_restore_uses_group_norm_and_its_checkpoint_rebuilds_the_sa
         RunConfig.from_dict(restore_config(data, batch_size=4, extra={"norm": "layer"})).validate()
 
 
-def test_validation_scores_the_largest_centre_crop_every_held_out_picture_holds(tmp_path):
-    """Restore validates on crops up to valid_side, as large as the smallest held-out picture
-    allows and never smaller than the training crops; training crops keep the training size."""
+def test_validation_scores_whole_held_out_pictures_one_at_a_time(tmp_path):
+    """Restore validates on the whole held-out pictures (on the scale's grid), whatever the
+    training size; a picture above MAX_VALID_PIXELS keeps its centre."""
+    from trainers import paired_data
+    from trainers.paired_data import WholePairs
+
     data = write_pairs(tmp_path / "pairs", n=8, size=40)
-    train, valid = scan_pairs(data, "crappy", "clean", 0.25, 0)
-    stats = ((0.5,) * 3, (0.25,) * 3)
-    assert RestorePairs(valid, 1, 16, *stats, valid_side=256)[0][0].shape == (3, 40, 40)
-    assert RestorePairs(valid, 1, 16, *stats, valid_side=24)[0][0].shape == (3, 24, 24)
-    assert RestorePairs(valid, 1, 16, *stats)[0][0].shape == (3, 16, 16)  # the gan task's validation
-    assert RestorePairs(train, 1, 16, *stats, train=True, valid_side=256)[0][0].shape == (3, 16, 16)
-    grown = RestorePairs(valid, 1, 16, *stats, valid_side=256)
-    grown.set_size(48)  # a progressive stage beyond the pictures: scaled up to fit, as before
-    x, target = grown[0]
-    assert x.shape == (3, 48, 48) and target.shape == (2, 3, 48, 48)
+    _, valid = scan_pairs(data, "crappy", "clean", 0.25, 0)
+    ds = WholePairs(valid, 1, (0.5,) * 3, (0.25,) * 3)
+    ds.set_size(16)
+    x, target = ds[0]
+    assert x.shape == (3, 40, 40) and target.shape == (2, 3, 40, 40)
+    paired_data.MAX_VALID_PIXELS, saved = 20 * 20, paired_data.MAX_VALID_PIXELS
+    try:
+        assert ds[0][0].shape == (3, 20, 20)
+    finally:
+        paired_data.MAX_VALID_PIXELS = saved
+
+
+def _recipe_dataset(root: Path, n=3, size=40) -> Path:
+    """write_pairs plus the recipe a crappify-built dataset records (2x down, JPEG 30, a number)."""
+    data = write_pairs(root, n=n, size=size)
+    params = {"scale": 2, "jpeg_min": 30, "jpeg_max": 30, "text": True, "text_size": 0.5}
+    (data / "crappify.json").write_text(json.dumps({"params": params, "seed": 0}))
+    return data
+
+
+def test_fresh_pairs_from_one_clean_picture_differ_between_batches_and_repeat_with_the_seed(tmp_path):
+    """The recipe re-applied on the fly: every draw from the same clean picture is a new crop with
+    new damage, and the same torch seed draws the same pairs again."""
+    from trainers.degrade import CrappifyParams
+    from trainers.paired_data import CrappifyPairs
+
+    data = _recipe_dataset(tmp_path / "pairs", n=1)
+    params = CrappifyParams.from_dict(json.loads((data / "crappify.json").read_text())["params"])
+    ds = CrappifyPairs([data / "clean" / "000.png"], params, 24, (0.5,) * 3, (0.25,) * 3, length=4)
+    assert len(ds) == 4
+
+    def batch(seed):
+        torch.manual_seed(seed)
+        return [ds[i] for i in range(len(ds))]
+
+    first, again, other = batch(1), batch(1), batch(2)
+    for (x, t), (x2, t2) in zip(first, again):
+        assert torch.equal(x, x2) and torch.equal(t, t2)
+    assert x.shape == (3, 24, 24) and t.shape == (2, 3, 24, 24)
+    assert not torch.equal(first[0][0], first[1][0])  # two draws in one batch differ
+    assert not any(torch.equal(a[0], b[0]) for a, b in zip(first, other))  # and another batch differs
+    assert all(not torch.equal(x, t[0]) for x, t in first)  # damaged, not a copy of the clean crop
+
+
+def test_a_recipe_dataset_trains_on_fresh_pairs_and_fixed_pairs_train_on_crops(tmp_path):
+    data = _recipe_dataset(tmp_path / "pairs", n=6)
+    for pairs in ("recipe", "fixed"):
+        run = tmp_path / pairs
+        fit(restore_config(data, epochs=1, batch_size=4, image_size=16, extra={"pairs": pairs, "crops_per_epoch": 8}), run)
+        ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        assert ckpt["info"]["pairs"].startswith("fresh pairs" if pairs == "recipe" else "fixed pairs")
+        assert ckpt["info"]["net"]["kind"] == "cnn"
+        assert np.isfinite(rows(run)[0]["psnr"])
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_restore_network_returns_its_input_at_initialisation_on_any_size(scale):
+    from trainers.models.restore_net import RestoreCNN
+    from trainers.models.unet import UNet
+    from trainers.tasks.restore import open_correction
+
+    torch.manual_seed(0)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    nets = [RestoreCNN(scale, width=8, blocks=2, mean=mean, std=std).eval(),
+            open_correction(UNet("resnet18", n_out=3, scale=scale, image_residual=(mean, std))).eval()]
+    for h, w in [(1, 1), (7, 13), (32, 32), (33, 50)]:
+        x = torch.randn(2, 3, h, w)
+        base = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
+        if scale > 1:
+            base = torch.nn.functional.interpolate(base, scale_factor=scale, mode="bicubic", align_corners=False)
+        for net in nets[: 1 if min(h, w) < 32 else 2]:  # the U-Net's encoder needs 32 px
+            with torch.no_grad():
+                assert torch.allclose(net(x), base, atol=1e-5), (type(net).__name__, h, w)
+
+
+def test_tiled_inference_of_a_large_picture_has_no_seams():
+    """A picture larger than the tiles, through a network whose correction is far from zero: the
+    tiled result departs from the network applied to the whole picture no more at the tiles'
+    borders (where a hard cut would show a seam) than inside the tiles, and little on average."""
+    from trainers.models.restore_net import RestoreCNN
+    from trainers.tiling import default_overlap, tile_starts, tiled
+
+    torch.manual_seed(0)
+    net = RestoreCNN(1, width=8, blocks=2).eval()
+    torch.nn.init.normal_(net.tail.weight, 0, 0.1)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 80), torch.linspace(0, 1, 120), indexing="ij")
+    x = torch.stack([torch.sin(6 * xx + 3 * yy), torch.cos(5 * yy), xx * yy])[None] * 2  # smooth, normalised
+    tile = 32
+    out = tiled(net, x, tile)
+    with torch.no_grad():
+        whole = net(x)
+    assert out.shape == whole.shape
+    error = (out - whole).abs()
+    assert error.mean() < 0.02
+    for axis, length in ((-1, 120), (-2, 80)):
+        per_line = error.amax(dim=tuple(d for d in range(4) if d != axis % 4))
+        starts = tile_starts(length, tile, tile - default_overlap(tile))
+        borders = sorted({s for s in starts[1:]} | {s + tile - 1 for s in starts[:-1]})
+        inside = [i for i in range(length) if i not in borders]
+        assert per_line[borders].max() <= per_line[inside].max()

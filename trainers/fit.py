@@ -80,7 +80,7 @@ def _loaders(parts, config, device, ctx):
     else:
         # drop_last: a last batch of one image breaks batch norm in training.
         train = DataLoader(parts.train_ds, config.batch_size, shuffle=True, drop_last=True, **workers)
-    valid = DataLoader(parts.valid_ds, config.batch_size * 2, shuffle=False, **workers)
+    valid = DataLoader(parts.valid_ds, parts.valid_batch_size or config.batch_size * 2, shuffle=False, **workers)
     return train, valid
 
 
@@ -102,6 +102,7 @@ def _build(config, device):
     train_dl, valid_dl = _loaders(parts, config, device, ctx)
     learner = Learner(parts.model, train_dl, valid_dl, parts.loss_fn, parts.metrics, device=device,
                       mixed_precision=config.mixed_precision, weight_decay=config.weight_decay, seed=config.seed)
+    learner.infer = parts.infer
     if ctx.enabled:
         learner.model = torch.nn.parallel.DistributedDataParallel(
             learner.model, device_ids=[device.index] if device.type == "cuda" else None)

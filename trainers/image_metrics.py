@@ -23,9 +23,11 @@ def _gaussian_window(size: int, sigma: float, channels: int, device) -> torch.Te
     return (g[:, None] * g[None, :]).expand(channels, 1, size, size).contiguous()
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """Per-image SSIM (B,), Gaussian window (Wang et al. 2004), valid region only."""
-    pred = pred.clamp(0, 1).float()
+def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: float = 1.5,
+         clamp: bool = True) -> torch.Tensor:
+    """Per-image SSIM (B,), Gaussian window (Wang et al. 2004), valid region only. A loss passes
+    clamp=False: clamping would stop the gradient of every pixel outside [0, 1]."""
+    pred = (pred.clamp(0, 1) if clamp else pred).float()
     target = target.float()
     c = pred.shape[1]
     window = min(window, pred.shape[-1], pred.shape[-2])

@@ -44,6 +44,7 @@ class Learner(CallbackHost):
         self.chunks, self.valid_chunks = 1, 1
         self.stage = "training"  # what the loop does now, for a callback handling an error
         self.log = lambda line: None  # fit() points this at the run's log  # anything a caller wants stored in checkpoints (e.g. phase)
+        self.infer = None  # (model, x) -> prediction in validation (TaskParts.infer), else model(x)
 
     def _default_groups(self):
         model = self.unwrapped
@@ -246,7 +247,7 @@ class Learner(CallbackHost):
             preds, loss = [], 0.0
             for xc, yc in zip(xb.chunk(self.valid_chunks), yb.chunk(self.valid_chunks)):
                 with self._autocast():
-                    pred = self.model(xc)
+                    pred = self.infer(self.model, xc) if self.infer else self.model(xc)
                     loss += self.loss_fn(pred, yc).item() * len(yc) / len(yb)
                 preds.append(pred.float())
             return torch.cat(preds), loss

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import IMAGENET_MEAN, IMAGENET_STD
+from .image_metrics import ssim
 from .models.vgg_features import layers_before_pools
 
 
@@ -29,6 +30,26 @@ class PixelL1(nn.Module):
 
     def forward(self, pred, target):
         return F.l1_loss(pred, clean_target(target))
+
+
+class PixelSSIM(nn.Module):
+    """(1 - a) x L1 + a x (1 - SSIM), a = 0.84: Zhao et al., "Loss Functions for Image Restoration
+    with Neural Networks" (2017) found this mix better than L1 or L2 alone, on PSNR and on
+    perceived quality, for demosaicking, denoising and JPEG artefacts. It needs no downloaded
+    weights. SSIM compares local means, contrasts and structure in 11 px Gaussian windows, so it
+    rewards restored edges and texture that a per-pixel L1 averages away."""
+
+    name = "L1 + SSIM"
+
+    def __init__(self, ssim_weight: float = 0.84):
+        super().__init__()
+        self.ssim_weight = ssim_weight
+
+    def forward(self, pred, target):
+        target = clean_target(target)
+        pred = pred.float()
+        l1 = F.l1_loss(pred, target)
+        return (1 - self.ssim_weight) * l1 + self.ssim_weight * (1 - ssim(pred, target, clamp=False).mean())
 
 
 class FeatureLoss(nn.Module):

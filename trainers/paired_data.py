@@ -166,43 +166,23 @@ class SegmentPairs(_Cached):
         return x.as_subclass(torch.Tensor), mask[0].as_subclass(torch.Tensor).long()
 
 
-def smallest_side(paths) -> int:
-    """The shortest side among these pictures, read from their headers (nothing decoded)."""
-    sides = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                sides.append(min(im.size))
-        except Exception:  # an unreadable file is reported when it is loaded
-            continue
-    return min(sides, default=0)
-
-
 class RestorePairs(_Cached):
     """(normalised crappy input (3,S/N,S/N), target (2,3,S,S) = [clean, baseline] in [0, 1]).
 
     The baseline (crappy input, bicubic-upscaled when N > 1) travels with the target so the
-    validation pass can score it next to the model: input_psnr and input_ssim.
+    validation pass can score it next to the model: input_psnr and input_ssim. Restore's runs
+    use its subclasses: CropPairs to train, WholePairs to validate."""
 
-    valid_side: validation crops are as large as every validation picture allows, up to this
-    side, and never smaller than the training crops. Three held-out photos cut to 64 px centre
-    crops (restore's training size) were 3% of their pixels, and that PSNR moved by 0.1-0.2 dB
-    from epoch to epoch, enough to keep the wrong epoch as best.pt."""
-
-    def __init__(self, items, scale, size, mean, std, train=False, augment=True, flip=True, valid_side=0):
+    def __init__(self, items, scale, size, mean, std, train=False, augment=True, flip=True):
         super().__init__(items)
         self.scale, self.mean, self.std = scale, tuple(mean), tuple(std)
         self.train, self.augment, self.flip = train, augment, flip
-        self.valid_side = 0
-        if valid_side and not train:
-            side = min(valid_side, smallest_side(clean for _, clean in self.items))
-            self.valid_side = side - side % scale
         self.set_size(size)
 
     def set_size(self, size: int):
         if size % self.scale:
             raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
-        self.size = max(size, self.valid_side)
+        self.size = size
 
     def _load(self, i):
         crappy, clean = (_rgb_tensor(p) for p in self.items[i])
@@ -248,3 +228,126 @@ class RestorePairs(_Cached):
         else:
             baseline = crappy01
         return _normalize(crappy01, self.mean, self.std), torch.stack([clean01, baseline])
+
+
+# --- restoration: fresh pairs, crops per epoch, whole validation pictures ---------------------
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """One of the 8 flips and quarter turns of a picture (k in 0..7). Applied to both halves of a
+    pair it keeps the damage's pixel scale, unlike a zoom: JPEG's square blocks, a downscale's
+    blur and text strokes look the same turned."""
+    if k & 4:
+        x = x.transpose(-1, -2)
+    if k & 2:
+        x = x.flip(-2)
+    if k & 1:
+        x = x.flip(-1)
+    return x
+
+
+def _pair_tensors(crappy: torch.Tensor, clean: torch.Tensor, scale: int, mean, std):
+    """uint8 halves -> (normalised input, target (2,3,H,W) = [clean, baseline]) in [0, 1]."""
+    crappy01 = crappy.as_subclass(torch.Tensor).float() / 255
+    clean01 = clean.as_subclass(torch.Tensor).float() / 255
+    if scale > 1:
+        baseline = F.interpolate(crappy01[None], scale_factor=scale, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+    else:
+        baseline = crappy01
+    return _normalize(crappy01, mean, std), torch.stack([clean01, baseline])
+
+
+class CrappifyPairs(Dataset):
+    """Unlimited pairs from a few clean pictures: the dataset's crappify recipe (trainers/degrade.py,
+    recorded by the builder in crappify.json) applied afresh to a random crop at every draw.
+
+    Each item draws its seed from torch's generator: the Learner reseeds it every epoch, so a run
+    sees new damage each batch and the same damage when rerun or resumed with the same seed. A
+    few photos damaged once are a few hundred pairs to memorise; re-drawn, they are as many pairs
+    as the run has steps. The crop is damaged at the picture's own pixel scale, with the text
+    sized from the whole picture's height, as the builder does.
+    `length` is the crops one epoch draws (at least one per picture)."""
+
+    def __init__(self, clean_paths, params, size, mean, std, length=0, flip=True):
+        self.paths = list(clean_paths)
+        self.params, self.mean, self.std, self.flip = params, tuple(mean), tuple(std), flip
+        self.scale = params.scale if params.super_res else 1
+        self.length = max(int(length), len(self.paths))
+        self._cache = {}
+        self.set_size(size)
+
+    def set_size(self, size: int):
+        if size % self.scale:
+            raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
+        self.size = size
+
+    def __len__(self):
+        return self.length
+
+    def picture(self, i) -> Image.Image:
+        if i not in self._cache:
+            self._cache[i] = open_rgb(self.paths[i])
+        return self._cache[i]
+
+    def __getitem__(self, i):
+        from .degrade import crappify_image  # late: PIL's font code is needed only here
+
+        rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+        picture = self.picture(i % len(self.paths))
+        s = self.size
+        if min(picture.size) < s:  # too small: enlarge so the short side fits the crop
+            f = s / min(picture.size)
+            picture = picture.resize((max(s, round(picture.width * f)), max(s, round(picture.height * f))), Image.BICUBIC)
+        left, top = (int(rng.integers(0, k - s + 1)) for k in picture.size)
+        clean = picture.crop((left, top, left + s, top + s))
+        crappy = crappify_image(clean, self.params, int(rng.integers(0, 2**62)), text_height=picture.height)
+        clean_t, crappy_t = (torch.from_numpy(np.array(im)).permute(2, 0, 1) for im in (clean, crappy))
+        if self.flip:
+            k = int(rng.integers(0, 8))
+            clean_t, crappy_t = dihedral(clean_t, k), dihedral(crappy_t, k)
+        return _pair_tensors(crappy_t, clean_t, self.scale, self.mean, self.std)
+
+
+class CropPairs(RestorePairs):
+    """Fixed (crappy, clean) pairs without a recipe (imported folders): random crops at the
+    pictures' own resolution, turned and flipped alike (dihedral), `length` crops an epoch.
+    Eight pairs made one step an epoch; an epoch of crops lets a short run take many steps."""
+
+    def __init__(self, items, scale, size, mean, std, length=0, flip=True):
+        super().__init__(items, scale, size, mean, std, train=True, augment=True, flip=False)
+        self.length, self.turn = max(int(length), len(self.items)), flip
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        crappy, clean = self._crop(*self.pair(i % len(self.items)))
+        if self.turn:
+            k = int(torch.randint(0, 8, ()))
+            crappy, clean = dihedral(crappy, k), dihedral(clean, k)
+        return _pair_tensors(crappy, clean, self.scale, self.mean, self.std)
+
+
+MAX_VALID_PIXELS = 1024 * 768  # a larger held-out picture is scored on its centre of this area
+
+
+class WholePairs(RestorePairs):
+    """Held-out pairs as whole pictures (on the scale's grid), one per batch: restore's validation
+    runs them through trainers/tiling.py as Try does, so the run's score is the one a person sees.
+    A picture above MAX_VALID_PIXELS keeps its centre, so one photo cannot stall every epoch."""
+
+    def __init__(self, items, scale, mean, std):
+        super().__init__(items, scale, scale, mean, std)
+
+    def set_size(self, size: int):
+        self.size = size  # whole pictures: the training size only sets the tiles (the task's infer)
+
+    def __getitem__(self, i):
+        crappy, clean = self.pair(i)
+        n = self.scale
+        h, w = clean.shape[-2:]
+        if h * w > MAX_VALID_PIXELS:
+            f = (MAX_VALID_PIXELS / (h * w)) ** 0.5
+            ch, cw = max(n, int(h * f) // n * n), max(n, int(w * f) // n * n)
+            top, left = (h - ch) // 2 // n * n, (w - cw) // 2 // n * n
+            clean = clean[..., top:top + ch, left:left + cw]
+            crappy = crappy[..., top // n:(top + ch) // n, left // n:(left + cw) // n]
+        return _pair_tensors(crappy, clean, self.scale, self.mean, self.std)

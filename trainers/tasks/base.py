@@ -59,6 +59,10 @@ class TaskParts:
     higher_is_better: bool
     sample_fn: Callable               # model -> PIL image of fixed validation items
     info: dict = field(default_factory=dict)  # classes, normalisation... (kept in checkpoints)
+    # (model, x) -> prediction in validation, where a plain model(x) is not how the task is used
+    # (restore: whole pictures in tiles); valid_batch_size 1 for validation items of any size.
+    infer: Callable | None = None
+    valid_batch_size: int = 0
 
 
 class Task:

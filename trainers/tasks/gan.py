@@ -26,12 +26,12 @@ from ..errors import ConfigError
 from ..gan_loop import (FixedSwitcher, GANParts, GANTrainer, RestorationObjective, ThresholdSwitcher, gan_loader,
                         run_gan)
 from ..image_metrics import psnr, ssim
-from ..data import read_manifest
 from ..models.gan import Critic
-from ..paired_data import RestorePairs, read_scale, scan_pairs
+from ..paired_data import read_scale, scan_pairs
+from ..tiling import tiled
 from .registry import register
 from .base import Setting, Task, own_loop_only
-from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_unet
+from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_datasets, restore_network
 
 SWITCHERS = ("threshold", "fixed")
 DEFAULT_LR = 1e-4
@@ -70,7 +70,7 @@ def generator_checkpoint(run_dir) -> tuple:
 SETTINGS = (
     Setting("switcher", str, "threshold", "Whose turn it is: fastai's adaptive threshold switcher, or a fixed "
             "number of critic and generator steps.", choices=SWITCHERS),
-    Setting("loss", str, None, "The content loss: feature (VGG) or pixel L1; left out, the restore run's.",
+    Setting("loss", str, None, "The content loss: feature (VGG), pixel L1 or ssim (L1 + SSIM); left out, the restore run's.",
             choices=LOSSES, optional=True),
     Setting("gen_threshold", float, None, "Threshold switcher: the generator trains until its loss is below "
             "this (left out: for one step).", optional=True),
@@ -103,12 +103,12 @@ class RestorationGAN(Task):
         generator_run = train(get_task("restore").smoke_config(data, train))
         return {**super().smoke_config(data, train),
                 "extra": {"generator_run": str(generator_run), "critic_width": 8, "switcher": "fixed",
-                          "n_critic": 1, "n_gen": 1}}
+                          "n_critic": 1, "n_gen": 1, "crops_per_epoch": 8}}
 
     def model_from_checkpoint(self, config, info):
-        # info["unet"] says how the U-Net was built (blur, self-attention, norm)
-        return restore_unet(info.get("arch", config.get("arch", "resnet18")), int(info.get("scale", 1)), info["mean"],
-                            info["std"], checkpoint_unet_settings(info, config.get("extra") or {}))
+        # the restore run's network: info["net"] (and info["unet"]) say which and how it was built
+        return restore_network(config.get("arch", "resnet18"), info, config.get("extra") or {})
+
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
     settings_spec = SETTINGS
@@ -123,9 +123,7 @@ class RestorationGAN(Task):
                               f"use the restore run's kind of pairs.")
         if config.image_size % scale:
             raise ConfigError(f"The image size ({config.image_size}) must be a multiple of the scale ({scale}).")
-        train, _ = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
-        if config.batch_size > len(train):
-            raise ConfigError(f"The batch size ({config.batch_size}) is larger than the training set ({len(train)} pairs).")
+        scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
 
     def build(self, config, device):
         own_loop_only(self.name)
@@ -140,18 +138,21 @@ class RestorationGAN(Task):
         info = checkpoint.get("info", {})
         mean, std, scale = info["mean"], info["std"], info.get("scale", 1)
         torch.manual_seed(config.seed)
-        unet = checkpoint_unet_settings(info, restore_config.extra)
-        generator = restore_unet(restore_config.arch, scale, mean, std, unet)
+        generator = restore_network(restore_config.arch, info, restore_config.extra)
         generator.load_state_dict(checkpoint["model"])
         critic = Critic(config.image_size, s["critic_width"], spectral=True, self_attention=s["critic_self_attention"])
 
+        # The restore run's pairs: fresh from the recipe when the dataset has one; whole held-out
+        # pictures, tiled at this run's image size, for validation and samples.
         train, valid = scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
-        flip = bool(config.extra.get("flip", read_manifest(config.data).get("flip", True)))
-        train_ds = RestorePairs(train, scale, config.image_size, mean, std, train=True, augment=config.augment, flip=flip)
-        valid_ds = RestorePairs(valid, scale, config.image_size, mean, std)
-        valid_dl = DataLoader(valid_ds, config.batch_size * 2, shuffle=False, num_workers=config.num_workers)
+        train_ds, valid_ds, _ = restore_datasets(config, scale, mean, std, train, valid)
+        valid_dl = DataLoader(valid_ds, 1, shuffle=False, num_workers=config.num_workers)
+        tile = config.image_size // scale
 
-        content, note = choose_loss(s["loss"] if s["loss"] is not None else restore_config.extra.get("loss"))
+        kind = (info.get("net") or {"kind": "unet"})["kind"]
+        if kind == "unet" and "unet" not in info:  # a run from before info["unet"]: its extra says how
+            info = {**info, "unet": checkpoint_unet_settings(info, restore_config.extra)}
+        content, note = choose_loss(s["loss"] if s["loss"] is not None else restore_config.extra.get("loss"), kind)
         objective = RestorationObjective(content.to(device), s["content_weight"], s["adversarial_weight"])
         if s["switcher"] == "threshold":
             switcher = ThresholdSwitcher(s["critic_threshold"], s["gen_threshold"], s["switch_max_steps"])
@@ -163,13 +164,12 @@ class RestorationGAN(Task):
         opt_c = torch.optim.Adam(critic.parameters(), lr, betas=(0.0, 0.99))
         trainer = GANTrainer(generator, critic, gan_loader(train_ds, config, device), objective, switcher,
                              opt_g, opt_c, device=device, seed=config.seed,
-                             validate_fn=lambda t: evaluate(t.generator, t.critic, valid_dl, device))
-        start = evaluate(trainer.generator, None, valid_dl, device)
+                             validate_fn=lambda t: evaluate(t.generator, t.critic, valid_dl, device, tile, scale))
+        start = evaluate(trainer.generator, None, valid_dl, device, tile, scale)
         info = {**info, "generator_run": str(config.extra["generator_run"]), "start_psnr": start["psnr"],
                 "content_loss": note, "train_count": len(train), "valid_count": len(valid),
-                "image_size": config.image_size, "arch": restore_config.arch,
-                "unet": unet}
-        parts = GANParts(trainer, _sampler(valid_ds, config.sample_count, config.seed, device),
+                "image_size": config.image_size, "arch": restore_config.arch}
+        parts = GANParts(trainer, _sampler(valid_ds, config.sample_count, config.seed, device, tile, scale),
                          monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
                          critic_pretrain_epochs=s["critic_pretrain_epochs"],
                          notes=[f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "
@@ -178,9 +178,10 @@ class RestorationGAN(Task):
 
 
 @torch.no_grad()
-def evaluate(generator, critic, valid_dl, device) -> dict:
-    """PSNR/SSIM of the generator and of the input over the validation pairs; the critic's
-    accuracy at telling clean images (logit > 0) from outputs (logit <= 0), when given."""
+def evaluate(generator, critic, valid_dl, device, tile, scale=1) -> dict:
+    """PSNR/SSIM of the generator (whole pictures in tiles of `tile` input pixels, as restore's
+    validation and Try) and of the input over the validation pairs; the critic's accuracy at
+    telling clean images (logit > 0) from outputs (logit <= 0), when given."""
     was = generator.training
     generator.eval()
     if critic is not None:
@@ -189,7 +190,7 @@ def evaluate(generator, critic, valid_dl, device) -> dict:
     right = count = 0
     for x, target in valid_dl:
         x, target = x.to(device), target.to(device)
-        out = generator(x).float().clamp(0, 1)
+        out = tiled(generator, x, tile, scale=scale).clamp(0, 1)
         clean, baseline = target[:, 0], target[:, 1]
         totals["psnr"] += psnr(out, clean).sum().item()
         totals["ssim"] += ssim(out, clean).sum().item()
