@@ -145,7 +145,8 @@ def test_wgan_run_writes_grids_of_the_same_latents_and_both_losses(tmp_path, mon
     assert result["status"] == "completed" and result["epochs_done"] == 2
     run = tmp_path / "run"
     grids = [Image.open(run / "samples" / f"epoch_{e:03d}.png") for e in (1, 2)]
-    assert grids[0].size == grids[1].size == (4 * (16 + 4) + 4, 16 + 8)
+    # 4 samples as a 2 x 2 square, each 16 px picture enlarged to 128 px so that it can be seen.
+    assert grids[0].size == grids[1].size == (2 * (128 + 4) + 4, 2 * (128 + 4) + 4)
     assert len(inputs) == 2 and torch.equal(inputs[0], inputs[1])  # the same latent points
     assert not np.array_equal(np.asarray(grids[0]), np.asarray(grids[1]))  # drawn by a generator that learned
     metrics = rows(run / "metrics.jsonl")

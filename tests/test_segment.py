@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from trainers import ConfigError, RunConfig, fit
+from trainers.grid import TILE, caption_size
 from trainers.paired_data import SegmentPairs, scan_pairs
 from conftest import ROOT, tiny_config
 
@@ -70,7 +71,8 @@ def test_segment_run_learns_and_writes_metrics_and_sample_grids(tmp_path, shapes
     assert all(0 <= r[k] <= 1 for r in metrics for k in ("pixel_accuracy", "dice", "iou"))
     grid = Image.open(run / "samples" / "epoch_004.png")
     # One row per sample item (5 validation images of 24), three columns: image | predicted | true.
-    assert grid.width == 3 * (128 + 4) + 4 and grid.height == 5 * (128 + 18 + 4) + 4
+    caption = caption_size(TILE) + 8
+    assert grid.width == 3 * (TILE + 4) + 4 and grid.height == 5 * (TILE + caption + 4) + 4
     best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
     assert best["info"]["codes"] == CODES and len(best["info"]["palette"]) == 3
 
