@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only (see tests/test_ray_cluster.py)
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray would report usage over the internet
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("DARKROOM_OFFLINE", "1")
 

@@ -14,6 +14,7 @@ import pytest
 # Every Ray process of this test (nodes, jobs, the studio's client) on the loopback address only:
 # Ray otherwise swaps 127.0.0.1 for the machine's outward address. Read when ray is imported.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray would report usage over the internet
 ray = pytest.importorskip("ray", reason="Ray is optional (requirements-cluster.txt)")
 from gradio_client import Client  # noqa: E402
 
