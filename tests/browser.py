@@ -43,3 +43,11 @@ def kill_leftover_workers(workspace_root):
         for record in store.list_runs():
             if record.get("pid") and process_alive(record["pid"], record["id"]):
                 os.kill(record["pid"], signal.SIGKILL)
+
+
+# The number of train points the page's loss plot shows (0 while it says "no data yet").
+LOSS_POINTS = """() => {
+  const plot = document.querySelector('#train-loss .js-plotly-plot');
+  const trace = plot && plot.data && plot.data.find(t => t.name === 'train (raw)');
+  return trace ? trace.x.length : 0;
+}"""

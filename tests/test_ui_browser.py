@@ -5,19 +5,13 @@ import time
 
 import pytest
 
-from browser import browser_page, kill_leftover_workers, needs_chromium
+from browser import LOSS_POINTS, browser_page, kill_leftover_workers, needs_chromium
 from test_ui_api import Studio, write_tiny_dataset
 
 WAIT_MS = 150_000
 
 pytestmark = needs_chromium
 
-# The number of train points the page's loss plot shows (0 while it says "no data yet").
-LOSS_POINTS = """() => {
-  const plot = document.querySelector('#train-loss .js-plotly-plot');
-  const trace = plot && plot.data && plot.data.find(t => t.name === 'train (raw)');
-  return trace ? trace.x.length : 0;
-}"""
 
 
 @pytest.fixture(scope="module")

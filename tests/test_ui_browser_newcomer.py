@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import browser_page, kill_leftover_workers, needs_chromium
+from browser import LOSS_POINTS, browser_page, kill_leftover_workers, needs_chromium
 from conftest import write_colour_classes
 from studio.store import Store
 from test_ui_api import Studio
@@ -23,11 +23,6 @@ from test_ui_api import Studio
 pytestmark = needs_chromium
 
 WAIT_MS = 300_000  # one epoch of digits at 32 px on two shared cores, with margin
-LOSS_POINTS = """() => {
-  const plot = document.querySelector('#train-loss .js-plotly-plot');
-  const trace = plot && plot.data && plot.data.find(t => t.name === 'train (raw)');
-  return trace ? trace.x.length : 0;
-}"""
 
 
 @pytest.fixture(scope="module")

@@ -65,14 +65,15 @@ def status_of(store, record) -> dict:
     }
 
 
-def _json_object(text, what: str) -> dict:
+def _json_object(text, what: str, example: str = "") -> dict:
+    """`text` parsed as a JSON object, or one sentence saying what is wrong (`example` ends it)."""
     try:
         value = json.loads(text) if isinstance(text, str) else text
     except json.JSONDecodeError as e:
         raise gr.Error(f"The {what} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
                        print_exception=False) from None
     if not isinstance(value, dict):
-        raise gr.Error(f"The {what} must be a JSON object.", print_exception=False)
+        raise gr.Error(f"The {what} must be a JSON object{example}.", print_exception=False)
     return value
 
 
@@ -104,14 +105,7 @@ def register(ctx):
         if isinstance(config, str) and len(config) > MAX_CONFIG_CHARS:
             raise gr.Error(f"The config is {len(config):,} characters long; a run's settings take at most "
                            f"{MAX_CONFIG_CHARS:,}.", print_exception=False)
-        try:
-            settings = json.loads(config) if isinstance(config, str) else config
-        except json.JSONDecodeError as e:
-            raise gr.Error(f"The config is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}.",
-                           print_exception=False) from None
-        if not isinstance(settings, dict):
-            raise gr.Error('The config must be a JSON object, such as {"task": "classify", "data": "digits"}.',
-                           print_exception=False)
+        settings = _json_object(config, "config", ', such as {"task": "classify", "data": "digits"}')
         return jobs.submit(settings, name=name or None, processes=int(processes or 1))
 
     @user_errors
