@@ -458,18 +458,16 @@ class Jobs:
 
     def resume(self, run_id: str) -> None:
         """Queue an interrupted, stopped or failed run again; it continues from
-        checkpoints/last.pt in the same folder under the same id."""
+        checkpoints/last.pt in the same folder under the same id, or, when it ended before
+        its first checkpoint, starts again with the same settings and id (its log says so)."""
         record = self._record(run_id)
         if record["status"] not in RESUMABLE:
             raise JobError(f"Only an interrupted, stopped or failed run can be resumed; this one is {record['status']}.")
         if record["kind"] != "train":
             raise JobError("A learning-rate finder has nothing to resume; run it again.")
         last = self.ws.run_dir(run_id) / "checkpoints" / "last.pt"
-        if not last.is_file():
-            raise JobError("This run has no checkpoint to resume from (it ended before its first epoch "
-                           "finished, or its disk was freed); clone it to start again.")
         from trainers.callbacks import checkpoint_complete
-        if not checkpoint_complete(last):
+        if last.is_file() and not checkpoint_complete(last):
             raise JobError(f"Run {run_id}'s last checkpoint is truncated or damaged, so it cannot resume; "
                            "clone it to start again.")
         self._checked(record["config"])  # the dataset may have gone since

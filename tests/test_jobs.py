@@ -107,8 +107,9 @@ def test_runs_go_queued_running_completed_one_slot_at_a_time(ws, store):
         jobs.clone(train, {"batch_size": 500})
     jobs.stop(clone)
     assert status(store, clone) == "stopped"
-    with pytest.raises(JobError, match="no checkpoint"):
-        jobs.resume(clone)
+    jobs.resume(clone)  # no checkpoint yet: it is queued to start again, same id and settings
+    assert status(store, clone) == "queued" and store.get_run(clone)["config"]["epochs"] == 1
+    jobs.stop(clone)
     with pytest.raises(JobError, match="completed"):
         jobs.resume(train)
     jobs.delete(train)
@@ -219,8 +220,8 @@ def test_a_run_whose_data_vanished_fails_with_a_readable_error(ws, store):
     assert record["error"] == f"Dataset folder not found: {ws.dataset_dir('colours')}"  # the ConfigError, as is
     log = (ws.run_dir(run_id) / "log.txt").read_text()
     assert "Traceback" in log and "ConfigError" in log
-    with pytest.raises(JobError, match="no checkpoint"):
-        jobs.resume(run_id)
+    with pytest.raises(ConfigError, match="Dataset folder not found"):
+        jobs.resume(run_id)  # checked again: the dataset has gone
 
 
 def test_human_error_is_one_line():
@@ -356,3 +357,50 @@ def test_restart_keeps_a_live_run_and_a_killed_worker_is_interrupted_then_resume
     steps = [p["step"] for p in second_store.batch_losses(run_id)]
     assert steps == list(range(1, epochs * record["batches"] + 1))  # the repeated steps replaced, none twice
     second_store.close()
+
+
+def test_a_run_killed_in_its_first_epoch_resumes_by_starting_again_and_completes(ws, store):
+    jobs = Jobs(ws, store, slots=1)
+    # Batches of two: the first epoch lasts long enough to be killed in; no time checkpoints.
+    run_id = jobs.submit(tiny_config("colours", epochs=1, batch_size=2, extra={"checkpoint_minutes": 0}))
+    wait_for(jobs, lambda: store.batch_losses(run_id), "the first batches")
+    os.killpg(store.get_run(run_id)["pid"], signal.SIGKILL)
+    assert not (ws.run_dir(run_id) / "checkpoints" / "last.pt").exists()
+    wait_for(jobs, lambda: status(store, run_id) == "interrupted", "the run to be marked interrupted")
+
+    jobs.resume(run_id)
+    wait_for(jobs, lambda: status(store, run_id) not in ("queued", "running"), "the resumed run to end")
+    record = store.get_run(run_id)
+    assert record["status"] == "completed", (record["error"], worker_log(ws, run_id))
+    assert any("starting again with the same settings" in line for line in store.log_tail(run_id, 200))
+    assert [m["epoch"] for m in store.epoch_metrics(run_id)] == [1]
+
+
+def test_run_status_never_shows_an_epoch_whose_checkpoint_is_missing(ws, store):
+    """Killed the moment /run_status shows a new epoch, every epoch: its checkpoint is there."""
+    import torch
+    from studio.ui.api import status_of
+
+    jobs = Jobs(ws, store, slots=1)
+    epochs = 3
+    run_id = jobs.submit(tiny_config("colours", epochs=epochs, extra={"checkpoint_minutes": 0}))
+    last_pt = ws.run_dir(run_id) / "checkpoints" / "last.pt"
+    shown, kills = 0, 0
+    deadline = time.monotonic() + WAIT_S * epochs
+    while status(store, run_id) != "completed" and time.monotonic() < deadline:
+        jobs.poll()
+        record = store.get_run(run_id)
+        epoch = status_of(store, record)["metrics"].get("epoch", 0)
+        if epoch > shown and record["status"] == "running" and epoch < epochs:
+            os.killpg(record["pid"], signal.SIGKILL)  # right after the status changed
+            kills += 1
+            saved = torch.load(last_pt, weights_only=False)
+            assert saved["epoch"] >= epoch, (saved["epoch"], epoch)
+            shown = epoch
+            wait_for(jobs, lambda: status(store, run_id) == "interrupted", "the kill to be noticed")
+            jobs.resume(run_id)
+        elif record["status"] in ("failed", "stopped"):
+            raise AssertionError((record["error"], worker_log(ws, run_id)))
+        time.sleep(0.01)
+    assert status(store, run_id) == "completed" and kills == epochs - 1
+    assert [m["epoch"] for m in store.epoch_metrics(run_id)] == [1, 2, 3]

@@ -12,6 +12,7 @@ skips the epoch's validation and its after_epoch (the LR finder's sweep).
 """
 import os
 import random
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,14 +86,16 @@ def checkpoint_complete(path) -> bool:
         return False
 
 
-def load_last_checkpoint(out_dir) -> dict:
-    """The checkpoint a resumed run continues from, or a ConfigError saying it is missing."""
-    from .errors import ConfigError
-
+def load_last_checkpoint(out_dir) -> dict | None:
+    """The checkpoint a resumed run continues from, or None when the run has none yet (it was
+    stopped in its first epoch): resuming then means starting again with the same settings."""
     last = Path(out_dir) / "checkpoints" / "last.pt"
     if not last.is_file():
-        raise ConfigError(f"Cannot resume run {Path(out_dir).name}: it has no last checkpoint (checkpoints/last.pt).")
+        return None
     return read_checkpoint(last, f"the last checkpoint of run {Path(out_dir).name}")
+
+
+NO_CHECKPOINT_YET = "no checkpoint yet (stopped during the first epoch): starting again with the same settings"
 
 
 # What only a resumed run reads. best.pt is for using the model (Try, Inspect, export, a gan's
@@ -159,7 +162,10 @@ class GradientClip(Callback):
 class SaveCheckpoints(Callback):
     """`last.pt` (everything a resume needs) after every epoch; `best.pt` (the weights and what
     describes them, without optimiser state) whenever the monitored metric improves."""
-    order = 50  # last: a kill between events then re-runs the epoch instead of losing its record
+    # After the epoch's files (samples, held-out scores, kept weights) and before ReportEvents:
+    # an epoch is reported done only once its checkpoint is on disk. A kill between the two
+    # loses no record: a resume reports the checkpoint's epoch again (its metrics are in it).
+    order = 28
 
     def __init__(self, folder, monitor: str, higher_is_better: bool, extra=None):
         self.folder = Path(folder)
@@ -183,6 +189,33 @@ class SaveCheckpoints(Callback):
         write_checkpoint(state, self.folder / "last.pt")
         if better:
             write_checkpoint(inference_state(state), self.folder / "best.pt")
+
+
+class TimedCheckpoints(Callback):
+    """`last.pt` every `minutes` inside long epochs too, so a kill loses at most that much work.
+    The loop must continue an epoch from it (the Learner's mid_epoch_state and skip); the
+    epoch's own checkpoint (SaveCheckpoints) resets the clock."""
+    order = 55  # after the batch is reported
+
+    def __init__(self, folder, minutes: float, saver: SaveCheckpoints, log=None, clock=time.monotonic):
+        self.path = Path(folder) / "last.pt"
+        self.seconds, self.saver, self.log, self.clock = minutes * 60, saver, log, clock
+        self.last = None
+
+    def before_fit(self):
+        self.last = self.clock()
+
+    def after_epoch(self):
+        self.last = self.clock()
+
+    def after_batch(self):
+        learn = self.learner
+        if self.clock() - self.last < self.seconds or learn.batch_index + 1 >= learn.batches:
+            return  # not yet, or the epoch's end is next and writes its own checkpoint
+        write_checkpoint(learn.mid_epoch_state({"best_metric": self.saver.best, "monitor": self.saver.monitor}), self.path)
+        self.last = self.clock()
+        if self.log:
+            self.log(f"time checkpoint: epoch {learn.epoch + 1}, batch {learn.batch_index + 1}/{learn.batches}")
 
 
 class EpochSamples(Callback):

@@ -169,7 +169,7 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         else:
             lr = _choose_lr(config, learner, ctx, device, report)
 
-        learner.add_callbacks(harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better))
+        learner.add_callbacks(harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better, mid_epoch=True))
         # Per-layer activation statistics (hooks.py), kept with the run for the Inspect tab;
         # extra.activation_stats = false turns them off.
         if ctx.is_main and config.extra.get("activation_stats", True):
@@ -205,7 +205,10 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
                 learner.unfreeze()
             learner.extra_state = {"phase": index, "lr": lr, "task": config.task, "info": parts.info,
                                    "config": config.to_dict()}
-            resume_state = checkpoint if checkpoint is not None and first < done_before < end else None
+            # A phase continues from the checkpoint if it stopped inside it: after one of its
+            # epochs, or inside its first epoch (a time checkpoint).
+            inside = first <= done_before if checkpoint is not None and checkpoint.get("batch") else first < done_before
+            resume_state = checkpoint if checkpoint is not None and inside and done_before < end else None
             report.log(f"phase {name}: epochs {first + 1}-{end}, lr {_fmt(phase_lr)}")
             learner.fit_one_cycle(epochs, phase_lr, first_epoch=first, resume_state=resume_state)
             if learner.stop:

@@ -365,6 +365,8 @@ def run_gan(config, out_dir, parts: GANParts, reporter: Reporter | None = None, 
     if harness.checkpoint is not None:
         trainer.load_state(harness.checkpoint)
         batch_losses.keep_epochs_up_to(harness.done)
+    elif resume:  # no checkpoint yet: starting again, the first attempt's batches go
+        batch_losses.keep_epochs_up_to(0)
     report = harness.open()
     trainer.add_callbacks([*harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better), batch_losses])
     harness.start(trainer.device, len(trainer.train_dl), lr)

@@ -38,13 +38,15 @@ class Learner(CallbackHost):
         self.stop = False
         self.xb = self.yb = self.pred = self.loss = self.error = None  # the batch in hand
         self.epoch_metrics = {}
-        self.extra_state = {}
+        self.extra_state = {}  # anything a caller wants stored in checkpoints (e.g. phase)
         # Memory guardrails (memory.py): a batch goes through the model in `chunks` parts
         # (gradients summed, so steps and schedule stay the same), validation in `valid_chunks`.
         self.chunks, self.valid_chunks = 1, 1
         self.stage = "training"  # what the loop does now, for a callback handling an error
-        self.log = lambda line: None  # fit() points this at the run's log  # anything a caller wants stored in checkpoints (e.g. phase)
+        self.log = lambda line: None  # fit() points this at the run's log
         self.infer = None  # (model, x) -> prediction in validation (TaskParts.infer), else model(x)
+        self._resume_batch = None  # a mid-epoch checkpoint to continue from (fit_one_cycle)
+        self._train_total, self._train_count = None, 0
 
     def _default_groups(self):
         model = self.unwrapped
@@ -112,6 +114,8 @@ class Learner(CallbackHost):
             self.scaler.load_state_dict(resume_state["scaler"])
             set_rng_state(resume_state["rng"])
             start = resume_state["epoch"] - first_epoch
+            if resume_state.get("batch"):  # a time checkpoint inside an epoch: continue that epoch
+                self._resume_batch = resume_state
         self.first_epoch, self.phase_epochs = first_epoch, epochs
         self._fit(range(start, epochs))
         return self
@@ -145,8 +149,18 @@ class Learner(CallbackHost):
         self.model.train()
         self.fire("before_epoch")
         self.batches = len(self.train_dl)
-        total, count = torch.zeros((), device=self.device), 0
-        for self.batch_index, (xb, yb) in enumerate(self.train_dl):
+        self._train_total, self._train_count = torch.zeros((), device=self.device), 0
+        batches, skip = iter(self.train_dl), self._skip_to_checkpoint()
+        for _ in range(skip):
+            next(batches)
+        if skip:
+            # The same shuffle, and the loader (its workers' RNG too) moved on as it did; then
+            # the main process's RNG as the checkpoint left it: the rest of the epoch is the same.
+            set_rng_state(self._resume_batch["rng"])
+            self._train_total += self._resume_batch["train_total"]
+            self._train_count = self._resume_batch["train_count"]
+            self._resume_batch = None
+        for self.batch_index, (xb, yb) in enumerate(batches, start=skip):
             # The batch lives on the learner, so callbacks can read and replace it.
             self.xb, self.yb = self._to_device(xb, yb)
             self.fire("before_batch")
@@ -156,10 +170,24 @@ class Learner(CallbackHost):
                 self._train_batch()
             except CancelBatch:
                 continue
-            total += self.loss.detach() * len(self.yb)
-            count += len(self.yb)
+            self._train_total += self.loss.detach() * len(self.yb)
+            self._train_count += len(self.yb)
             self.fire("after_batch")
-        self._train_loss = (total / max(count, 1)).item()
+        self._train_loss = (self._train_total / max(self._train_count, 1)).item()
+
+    def _skip_to_checkpoint(self) -> int:
+        """Batches of this epoch a mid-epoch checkpoint already trained on (0 for a fresh epoch).
+        They are drawn from the loader again, not trained on: a resume costs their data loading."""
+        state = self._resume_batch
+        if state is None or state["epoch"] != self.epoch:
+            return 0
+        return min(int(state["batch"]), len(self.train_dl))
+
+    def mid_epoch_state(self, extra=None) -> dict:
+        """state() after the batch in hand, inside an epoch: what a time checkpoint writes.
+        `epoch` stays the count of finished epochs; `batch` says how far this one got."""
+        return self.state({**(extra or {}), "epoch": self.epoch, "batch": self.batch_index + 1,
+                           "train_total": float(self._train_total), "train_count": self._train_count})
 
     def _train_batch(self):
         try:

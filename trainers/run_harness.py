@@ -16,7 +16,7 @@ loss_value, batch_lr, epoch_metrics, stop, state()); the harness does the rest:
 import dataclasses
 from pathlib import Path
 
-from .callbacks import EpochSamples, ReportEvents, SaveCheckpoints, load_last_checkpoint
+from .callbacks import NO_CHECKPOINT_YET, EpochSamples, ReportEvents, SaveCheckpoints, TimedCheckpoints, load_last_checkpoint
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
 
@@ -46,6 +46,7 @@ class RunResult:
 class RunHarness:
     def __init__(self, config, out_dir, reporter: Reporter | None = None, resume: bool = False, is_main: bool = True):
         self.config, self.out, self.reporter, self.is_main = config, Path(out_dir), reporter, is_main
+        self.resume = resume  # with no checkpoint yet (stopped in the first epoch): start again
         self.checkpoint = load_last_checkpoint(self.out) if resume else None
         self.done = self.checkpoint["epoch"] if self.checkpoint else 0  # epochs finished before
         self.files, self.report, self.saver = None, Reporter(), None
@@ -63,25 +64,35 @@ class RunHarness:
             self.config.save(self.out / "config.json")
             self.files = RunFiles(self.out)
             self.report = MultiReporter(self.files, self.reporter)
-            if self.checkpoint is not None:
-                self.files.keep_epochs_up_to(self.done)
+            # The checkpoint's own epoch is reported again in start(): a kill may have come
+            # between its checkpoint and its report.
+            self.files.keep_epochs_up_to(self.done - 1 if self._report_again() else self.done)
         if self.checkpoint is not None:
-            self.report.log(f"resuming after {unit} {self.done}")
+            batch = self.checkpoint.get("batch")
+            self.report.log(f"resuming after {unit} {self.done}" + (f", batch {batch}" if batch else ""))
+        elif self.resume:
+            self.report.log(NO_CHECKPOINT_YET)
         return self.report
 
-    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool) -> list:
+    def _report_again(self) -> bool:
+        return bool(self.checkpoint) and (self.checkpoint.get("metrics") or {}).get("epoch") == self.done > 0
+
+    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool, mid_epoch: bool = False) -> list:
         """The standard callbacks: checkpoints (best by `monitor`), a sample grid per epoch, and
-        progress to the reporter. Ranks other than 0 get none."""
+        progress to the reporter. Ranks other than 0 get none. `mid_epoch`: the loop can continue
+        an epoch from a checkpoint (the Learner), so long epochs get time checkpoints too
+        (extra.checkpoint_minutes, default 10; 0 turns them off)."""
         self.monitor, self.higher_is_better = monitor, higher_is_better
         self.saver = SaveCheckpoints(self.out / "checkpoints", monitor, higher_is_better)
         self.saver.best = self.best_before
         if not self.is_main:
             return []
-        return [
-            self.saver,
-            EpochSamples(sample_fn, self.out / "samples", self.report.sample),
-            ReportEvents(self.report),
-        ]
+        callbacks = [self.saver, EpochSamples(sample_fn, self.out / "samples", self.report.sample),
+                     ReportEvents(self.report)]
+        minutes = self.config.extra.get("checkpoint_minutes", 10)
+        if mid_epoch and minutes:
+            callbacks.append(TimedCheckpoints(self.out / "checkpoints", float(minutes), self.saver, self.report.log))
+        return callbacks
 
     def start(self, device, batches_per_epoch: int, lr, world_size: int = 1, **more) -> None:
         self.report.start(
@@ -98,6 +109,8 @@ class RunHarness:
             }
         )
         self.report.status("running")
+        if self._report_again():
+            self.report.epoch(dict(self.checkpoint["metrics"]))
 
     def finish(self, loop, device, lr, **more) -> RunResult:
         """Say how the loop ended: stopped (asked to, between batches) or completed."""
