@@ -159,6 +159,12 @@ class Learner(CallbackHost):
             set_rng_state(self._resume_batch["rng"])
             self._train_total += self._resume_batch["train_total"]
             self._train_count = self._resume_batch["train_count"]
+            # Callbacks that keep something of the epoch's batches (precise batch norm's last
+            # inputs) get it back as the checkpoint kept it.
+            saved = self._resume_batch.get("callbacks") or {}
+            for cb in self.callbacks:
+                if hasattr(cb, "load_mid_epoch_state") and type(cb).__name__ in saved:
+                    cb.load_mid_epoch_state(saved[type(cb).__name__])
             self._resume_batch = None
         for self.batch_index, (xb, yb) in enumerate(batches, start=skip):
             # The batch lives on the learner, so callbacks can read and replace it.
@@ -186,8 +192,10 @@ class Learner(CallbackHost):
     def mid_epoch_state(self, extra=None) -> dict:
         """state() after the batch in hand, inside an epoch: what a time checkpoint writes.
         `epoch` stays the count of finished epochs; `batch` says how far this one got."""
+        kept = {type(cb).__name__: cb.mid_epoch_state() for cb in self.callbacks if hasattr(cb, "mid_epoch_state")}
         return self.state({**(extra or {}), "epoch": self.epoch, "batch": self.batch_index + 1,
-                           "train_total": float(self._train_total), "train_count": self._train_count})
+                           "train_total": float(self._train_total), "train_count": self._train_count,
+                           "callbacks": kept})
 
     def _train_batch(self):
         try:

@@ -40,6 +40,14 @@ class PreciseBatchNorm(Callback):
         if len(self.kept) > self.forward_batches():
             self.kept.pop(0)
 
+    def mid_epoch_state(self) -> dict:
+        """The inputs kept so far, for a time checkpoint: a resume inside the epoch then averages
+        over the same batches as an uninterrupted run."""
+        return {"kept": [x.detach().cpu() for x in self.kept]}
+
+    def load_mid_epoch_state(self, state: dict):
+        self.kept = [x.to(self.learner.device) for x in state.get("kept", [])]
+
     def before_validate(self):
         learn = self.learner
         norms = [m for m in learn.model.modules() if isinstance(m, _BN) and m.track_running_stats]
