@@ -16,7 +16,14 @@ loss_value, batch_lr, epoch_metrics, stop, state()); the harness does the rest:
 import dataclasses
 from pathlib import Path
 
-from .callbacks import NO_CHECKPOINT_YET, EpochSamples, ReportEvents, SaveCheckpoints, TimedCheckpoints, load_last_checkpoint
+from .callbacks import (
+    NO_CHECKPOINT_YET,
+    EpochSamples,
+    ReportEvents,
+    SaveCheckpoints,
+    TimedCheckpoints,
+    load_last_checkpoint,
+)
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
 
@@ -87,8 +94,11 @@ class RunHarness:
         self.saver.best = self.best_before
         if not self.is_main:
             return []
-        callbacks = [self.saver, EpochSamples(sample_fn, self.out / "samples", self.report.sample),
-                     ReportEvents(self.report)]
+        callbacks = [
+            self.saver,
+            EpochSamples(sample_fn, self.out / "samples", self.report.sample),
+            ReportEvents(self.report),
+        ]
         minutes = self.config.extra.get("checkpoint_minutes", 10)
         if mid_epoch and minutes:
             callbacks.append(TimedCheckpoints(self.out / "checkpoints", float(minutes), self.saver, self.report.log))
