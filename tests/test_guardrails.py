@@ -7,6 +7,7 @@ import torch
 
 from conftest import tiny_config, write_colour_classes
 from trainers import ConfigError, fit
+from trainers.budget import MAX_BUDGET_EPOCHS, plan_epochs
 from trainers.fit import estimate_run
 from trainers.memory import OutOfMemory
 
@@ -84,12 +85,20 @@ def test_estimate_lies_within_a_factor_of_two_of_the_epoch(tmp_path, one_thread)
     assert result["estimate_s"] > 0 and result["seconds"] > 0  # both kept in the run's result
 
 
+def test_a_budget_plans_whole_epochs_after_setup_within_its_cap():
+    assert plan_epochs(10, setup_s=2, epoch_s=1) == 8
+    assert plan_epochs(10, setup_s=12, epoch_s=1) == 1  # at least one epoch
+    assert plan_epochs(3600, setup_s=0, epoch_s=0.01) == MAX_BUDGET_EPOCHS
+
+
 def test_a_budget_sets_the_epochs_from_the_rehearsal(tmp_path, one_thread):
     data = write_colour_classes(tmp_path / "c", per_class=8, size=32)
     out = tmp_path / "run"
-    result = fit(tiny_config(data, epochs=50, batch_size=8, budget_s=10), out)
+    # 500 epochs lie beyond any budget's cap, so the saved epochs can only be the budget's choice
+    # (how many fit in 10 s depends on the machine: a fast one reaches the cap).
+    result = fit(tiny_config(data, epochs=500, batch_size=8, budget_s=10), out)
     saved = json.loads((out / "config.json").read_text())
-    assert result["epochs_done"] == saved["epochs"] and 1 <= saved["epochs"] < 50
+    assert result["epochs_done"] == saved["epochs"] and 1 <= saved["epochs"] <= MAX_BUDGET_EPOCHS
     assert "budget about 0:10" in (out / "log.txt").read_text()
     with pytest.raises(ConfigError, match="'budget_s' must be between"):
         fit(tiny_config(data, budget_s=1), out)
