@@ -466,10 +466,9 @@ class Jobs:
         if record["kind"] != "train":
             raise JobError("A learning-rate finder has nothing to resume; run it again.")
         last = self.ws.run_dir(run_id) / "checkpoints" / "last.pt"
-        # Epochs are reported only once their checkpoint is on disk, so a run with reported epochs
-        # and no last.pt had its checkpoints removed: starting it again would overwrite the record
-        # that 'Free the disk' promised to keep.
-        if not last.is_file() and self.store.epoch_metrics(run_id):
+        # 'Free the disk' removes the checkpoints folder and keeps the record; starting such a run
+        # again would overwrite the epochs that record keeps.
+        if not last.parent.is_dir() and self.store.epoch_metrics(run_id):
             raise JobError(f"Run {run_id} has no checkpoint left to resume from (its disk was freed); "
                            "clone it to train again.")
         from trainers.callbacks import checkpoint_complete

@@ -155,7 +155,8 @@ def test_stop_then_resume_on_the_cluster(studio):
 
 
 def test_a_lost_node_leaves_the_run_interrupted_and_it_resumes_on_another(studio, cluster):
-    run_id = studio.call("/start_run", tiny(epochs=40), "node lost")
+    # Enough epochs that an idle machine cannot finish them before the node is lost (40 could).
+    run_id = studio.call("/start_run", tiny(epochs=1000), "node lost")
     studio.wait(run_id, lambda s: s["status"] == "running" and s["epoch"] >= 2, "a checkpoint")
     node_id = studio.store.get_run(run_id)["node"]
     lost = next(n for n in cluster.workers if n.node_id == node_id)
