@@ -149,8 +149,21 @@ def _centre_area(image: Image.Image, max_pixels: int) -> Image.Image:
 
 
 def checkpoint_path(run_dir, which: str = "best") -> Path:
-    """best.pt when there is one (the monitored metric's best epoch), else last.pt."""
+    """The pinned epoch's kept weights when a person pinned one (trainers/epoch_weights.py),
+    else best.pt when there is one (the monitored metric's best epoch), else last.pt.
+    which="epoch_003" asks for that epoch's kept weights."""
+    from trainers.epoch_weights import epoch_file, pinned_epoch
+
     folder = Path(run_dir) / "checkpoints"
+    if which.startswith("epoch_"):
+        path = epoch_file(run_dir, int(which.removeprefix("epoch_")))
+        if not path.is_file():
+            raise CheckpointError(f"The weights of epoch {int(which.removeprefix('epoch_'))} were not kept "
+                                  f"(the run's weights budget, extra.keep_epochs_every and epoch_weights_mb).")
+        return path
+    pinned = pinned_epoch(run_dir) if which == "best" else None
+    if pinned is not None and epoch_file(run_dir, pinned).is_file():
+        return epoch_file(run_dir, pinned)
     for name in ([f"{which}.pt"] + ["best.pt", "last.pt"]):
         if (folder / name).is_file():
             return folder / name

@@ -40,3 +40,31 @@ def side_by_side(runs, epoch: int) -> list:
             raise CompareError(f"The sample grid of {name} for epoch {shown} is missing from its run folder.")
         items.append((str(path), f"{name} · epoch {shown}{note}"))
     return items
+
+
+def epoch_at_step(step: int, batches_per_epoch, epochs) -> int | None:
+    """The last of `epochs` that had ended by optimiser step `step` (epoch e ends at step
+    e x batches per epoch), or the first epoch when none had."""
+    epochs = sorted(int(e) for e in epochs)
+    if not epochs:
+        return None
+    per_epoch = max(int(batches_per_epoch or 1), 1)
+    done = [e for e in epochs if e * per_epoch <= step]
+    return done[-1] if done else epochs[0]
+
+
+def side_by_side_at_step(runs, step: int) -> list:
+    """runs: [(name, [(epoch, path)], batches per epoch)] -> [(path, caption)]: each run's grid at
+    the same optimiser step, for runs whose epochs hold different numbers of batches."""
+    if not MIN_RUNS <= len(runs) <= MAX_RUNS:
+        raise CompareError(f"Choose {MIN_RUNS} to {MAX_RUNS} runs to compare (you chose {len(runs)}).")
+    items = []
+    for name, samples, batches in runs:
+        if not samples:
+            raise CompareError(f"{name} has no sample grids yet: choose runs that have finished an epoch.")
+        epoch = epoch_at_step(int(step), batches, [e for e, _ in samples])
+        shown, path, note = grid_at(samples, epoch)
+        if not Path(path).is_file():
+            raise CompareError(f"The sample grid of {name} for epoch {shown} is missing from its run folder.")
+        items.append((str(path), f"{name} · epoch {shown} (ended at step {shown * max(int(batches or 1), 1)}){note}"))
+    return items

@@ -162,3 +162,18 @@ def overlay_figure(runs, log_y: bool = False, smoothing: float = 0.9, title: str
     if not fig.data:
         return empty_figure(title, "no data yet: choose runs that have trained")
     return _layout(fig, title, "batches", "loss", log_y=log_y)
+
+
+def mark_epoch(fig, epoch, batch_losses=(), batches_per_epoch=None, label: str = "suggested epoch",
+               colour: str = "#2ca02c"):
+    """A dashed vertical line at the step where `epoch` ended, labelled (the suggested or
+    pinned epoch on a loss plot)."""
+    if epoch is None:
+        return fig
+    ends = _epoch_ends(_finite(list(batch_losses or []), "loss"))
+    x = ends.get(epoch) or (epoch * batches_per_epoch if batches_per_epoch else None)
+    if x is None:
+        return fig
+    fig.add_vline(x=x, line=dict(color=colour, dash="dash", width=2),
+                  annotation=dict(text=f"{label}: {epoch}", font=dict(color=colour)), annotation_position="top left")
+    return fig

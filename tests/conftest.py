@@ -46,7 +46,10 @@ def colour_data(tmp_path) -> Path:
 
 def tiny_config(data, **changes) -> dict:
     config = {"task": "classify", "data": str(data), "arch": "resnet18", "epochs": 2, "batch_size": 8,
-              "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
+              "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False,
+              # No per-epoch weights (epoch_weights.py) unless a test asks: they would add a
+              # ResNet's weights per epoch to every test run's disk.
+              "extra": {"keep_epochs_every": 0}}
     config.update(changes)
     return config
 

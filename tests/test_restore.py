@@ -49,7 +49,7 @@ def restore_config(data, **changes):
     unless `extra` says otherwise."""
     settings = dict(task="restore", epochs=3, batch_size=8, lr=3e-3)
     settings.update(changes)
-    settings["extra"] = {"loss": "pixel", "crops_per_epoch": 16, **changes.get("extra", {})}
+    settings["extra"] = {"loss": "pixel", "crops_per_epoch": 16, "keep_epochs_every": 0, **changes.get("extra", {})}
     return tiny_config(data, **settings)
 
 

@@ -16,6 +16,7 @@ from .config import RunConfig
 from .device import pick_device
 from .errors import ConfigError
 from .hooks import ActivationStats
+from .internals import PICTURES, EpochInternals, fixed_pictures
 from .learner import Learner
 from .memory import MemoryGuard
 from .models.weights import resolve_pretrained
@@ -169,11 +170,22 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         else:
             lr = _choose_lr(config, learner, ctx, device, report)
 
-        learner.add_callbacks(harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better, mid_epoch=True))
+        learner.add_callbacks(harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better,
+                                                mid_epoch=True, heldout=parts.heldout))
         # Per-layer activation statistics (hooks.py), kept with the run for the Inspect tab;
         # extra.activation_stats = false turns them off.
+        stats = None
         if ctx.is_main and config.extra.get("activation_stats", True):
-            learner.add_callbacks([ActivationStats(harness.out / "activation_stats.pt")])
+            stats = ActivationStats(harness.out / "activation_stats.pt")
+            learner.add_callbacks([stats])
+        # Internals over time for models with class scores (classify, segment): heatmaps of
+        # fixed validation pictures and the statistics' summary, every epoch (internals.py);
+        # extra.internals = false turns them off.
+        labels = parts.info.get("classes") or parts.info.get("codes")
+        if ctx.is_main and labels and config.extra.get("internals", True):
+            inputs, _ = fixed_pictures(parts.valid_ds, PICTURES, config.seed)
+            learner.add_callbacks([EpochInternals(harness.out, inputs, parts.info["mean"], parts.info["std"],
+                                                  labels, stats, device)])
 
         # [(name, epochs, lr, stage)]: each progressive stage runs its own frozen/unfrozen phases.
         stages = plan_stages(config)

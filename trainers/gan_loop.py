@@ -344,6 +344,7 @@ class GANParts:
     info: dict
     critic_pretrain_epochs: int = 0
     notes: list = dataclasses.field(default_factory=list)  # lines for the run's log
+    heldout: object = None  # a HeldoutSet scored every epoch (trainers/heldout.py), where there is one
 
 
 def gan_loader(dataset, config, device):
@@ -368,7 +369,8 @@ def run_gan(config, out_dir, parts: GANParts, reporter: Reporter | None = None, 
     elif resume:  # no checkpoint yet: starting again, the first attempt's batches go
         batch_losses.keep_epochs_up_to(0)
     report = harness.open()
-    trainer.add_callbacks([*harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better), batch_losses])
+    trainer.add_callbacks([*harness.callbacks(parts.sample_fn, parts.monitor, parts.higher_is_better,
+                                            heldout=parts.heldout), batch_losses])
     harness.start(trainer.device, len(trainer.train_dl), lr)
     report.log(f"{config.task} on {trainer.device}; {parts.info.get('train_count', '?')} training images; "
                f"lr {lr:.2e}; {len(trainer.train_dl)} batches per epoch")

@@ -24,6 +24,9 @@ from .callbacks import (
     TimedCheckpoints,
     load_last_checkpoint,
 )
+from . import epoch_weights
+from .epoch_weights import EpochWeights
+from .heldout import HeldoutRecord
 from .reporting import MultiReporter, Reporter
 from .run_files import RunFiles
 
@@ -84,11 +87,14 @@ class RunHarness:
     def _report_again(self) -> bool:
         return bool(self.checkpoint) and (self.checkpoint.get("metrics") or {}).get("epoch") == self.done > 0
 
-    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool, mid_epoch: bool = False) -> list:
+    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool, mid_epoch: bool = False,
+                  heldout=None) -> list:
         """The standard callbacks: checkpoints (best by `monitor`), a sample grid per epoch, and
         progress to the reporter. Ranks other than 0 get none. `mid_epoch`: the loop can continue
         an epoch from a checkpoint (the Learner), so long epochs get time checkpoints too
-        (extra.checkpoint_minutes, default 10; 0 turns them off)."""
+        (extra.checkpoint_minutes, default 10; 0 turns them off). Every run keeps its epochs'
+        weights on a budget (epoch_weights.py); a run with `heldout` pictures records their
+        outputs and scores every epoch (heldout.py)."""
         self.monitor, self.higher_is_better = monitor, higher_is_better
         self.saver = SaveCheckpoints(self.out / "checkpoints", monitor, higher_is_better)
         self.saver.best = self.best_before
@@ -99,6 +105,13 @@ class RunHarness:
             EpochSamples(sample_fn, self.out / "samples", self.report.sample),
             ReportEvents(self.report),
         ]
+        every, limit = epoch_weights.settings(self.config.extra)
+        callbacks.append(EpochWeights(self.out, every, limit, self.saver, self.report.log))
+        if heldout is not None:
+            record = HeldoutRecord(heldout, self.out)
+            if self.checkpoint is not None or self.resume:
+                record.keep_epochs_up_to(self.done)
+            callbacks.append(record)
         minutes = self.config.extra.get("checkpoint_minutes", 10)
         if mid_epoch and minutes:
             callbacks.append(TimedCheckpoints(self.out / "checkpoints", float(minutes), self.saver, self.report.log))

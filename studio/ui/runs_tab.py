@@ -13,12 +13,12 @@ import pandas as pd
 
 from studio import plots
 from studio.animation import epochs_gif
-from studio.compare import MAX_RUNS, side_by_side
+from studio.compare import MAX_RUNS, side_by_side, side_by_side_at_step
 from studio.jobs import RESUMABLE
 from studio.run_disk import folder_bytes, human_size
 from studio.served import served
 
-from . import sweep_panel
+from . import epochs_panel, sweep_panel
 from .context import is_shared, user_errors
 from .train_tab import clock
 
@@ -132,12 +132,15 @@ def build(ctx):
             gif = gr.Image(label="The sample grids, epoch after epoch", type="filepath", interactive=False,
                            visible=False, alt_text="The sample grids of every epoch, animated",
                            buttons=["download", "fullscreen"], elem_id="runs-gif")
+            epochs_panel.build(ctx, chosen, epoch)
     with gr.Accordion("Compare sample grids of runs", open=False):
         with gr.Row():
             grid_runs = gr.Dropdown(grid_run_choices(records, store.samples), multiselect=True, max_choices=MAX_RUNS,
                                     label="Runs side by side", info="Choose 2 to 4 runs with sample grids.", scale=3,
                                     allow_custom_value=True)
-            grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch", scale=2)
+            align = gr.Radio(["epoch", "optimiser step"], value="epoch", label="Align by", scale=1,
+                             info="Step: for runs whose epochs hold different numbers of batches.")
+            grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch (or step)", scale=2)
         grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
     sweep_panel.build_runs_view(ctx)  # a sweep's trials together, the best marked, their curves overlaid
     shown = gr.State(None)  # signature of the table the page has
@@ -222,29 +225,37 @@ def build(ctx):
 
     # --- the same epoch of several runs ---
     @user_errors
-    def compare_grids(ids, at):
+    def compare_grids(ids, at, by="epoch"):
         runs = []
         for rid in ids or []:
             record = store.get_run(rid)
             if record is None:
                 raise gr.Error(f"There is no run {rid!r} any more.", print_exception=False)
-            runs.append((f"{record['name']} ({rid[-4:]})", store.samples(rid)))
-        items = side_by_side(runs, int(at or 1))  # a CompareError becomes the page's message
+            runs.append((f"{record['name']} ({rid[-4:]})", store.samples(rid), record.get("batches")))
+        if by == "optimiser step":
+            items = side_by_side_at_step(runs, int(at or 1))
+        else:
+            items = side_by_side([r[:2] for r in runs], int(at or 1))  # a CompareError becomes the page's message
         return [(served(ctx.workspace, path), caption) for path, caption in items]
 
-    def compare_range(ids):
-        """The slider spans the epochs the chosen runs have; the gallery fills once 2 runs are chosen."""
-        last = max((e for rid in ids or [] for e, _ in store.samples(rid)), default=1)
+    def compare_range(ids, by="epoch"):
+        """The slider spans the epochs (or steps) the chosen runs have; the gallery fills once 2
+        runs are chosen."""
+        def end(rid):
+            last = max((e for e, _ in store.samples(rid)), default=1)
+            return last * (max((store.get_run(rid) or {}).get("batches") or 1, 1) if by == "optimiser step" else 1)
+        last = max((end(rid) for rid in ids or []), default=1)
         slider = gr.update(maximum=max(2, last), value=last)
         if len(ids or []) < 2:
             return slider, gr.update(value=None, columns=2)
         try:
-            return slider, gr.update(value=compare_grids(ids, last), columns=min(len(ids), MAX_RUNS))
+            return slider, gr.update(value=compare_grids(ids, last, by), columns=min(len(ids), MAX_RUNS))
         except gr.Error:
             return slider, gr.update(value=None)
 
-    grid_runs.change(compare_range, grid_runs, [grid_epoch, grids], api_visibility="private")
-    grid_epoch.release(compare_grids, [grid_runs, grid_epoch], grids, api_name="compare_samples")
+    grid_runs.change(compare_range, [grid_runs, align], [grid_epoch, grids], api_visibility="private")
+    align.change(compare_range, [grid_runs, align], [grid_epoch, grids], api_visibility="private")
+    grid_epoch.release(compare_grids, [grid_runs, grid_epoch, align], grids, api_name="compare_samples")
 
     # --- actions ---
     def need(rid):

@@ -63,6 +63,7 @@ class TaskParts:
     # (restore: whole pictures in tiles); valid_batch_size 1 for validation items of any size.
     infer: Callable | None = None
     valid_batch_size: int = 0
+    heldout: object = None            # a HeldoutSet: pictures scored every epoch (trainers/heldout.py)
 
 
 class Task:

@@ -31,7 +31,8 @@ from ..paired_data import read_scale, scan_pairs
 from ..tiling import tiled
 from .registry import register
 from .base import Setting, Task, own_loop_only
-from .restore import LOSSES, _sampler, checkpoint_unet_settings, choose_loss, restore_datasets, restore_network
+from .restore import (LOSSES, checkpoint_unet_settings, choose_loss, heldout_grid, restore_datasets, restore_heldout,
+                      restore_network)
 
 SWITCHERS = ("threshold", "fixed")
 DEFAULT_LR = 1e-4
@@ -169,7 +170,8 @@ class RestorationGAN(Task):
         info = {**info, "generator_run": str(config.extra["generator_run"]), "start_psnr": start["psnr"],
                 "content_loss": note, "train_count": len(train), "valid_count": len(valid),
                 "image_size": config.image_size, "arch": restore_config.arch}
-        parts = GANParts(trainer, _sampler(valid_ds, config.sample_count, config.seed, device, tile, scale),
+        heldout = restore_heldout(valid_ds, config.sample_count, config.seed, device, tile, scale)
+        parts = GANParts(trainer, heldout_grid(heldout), heldout=heldout,
                          monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
                          critic_pretrain_epochs=s["critic_pretrain_epochs"],
                          notes=[f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "

@@ -17,7 +17,6 @@ the U-Net when its weights are at hand, else pixel L1 (L1 + SSIM on request); th
 info["loss"] say which.
 """
 import json
-import random
 from pathlib import Path
 
 import torch
@@ -26,6 +25,7 @@ from torch import nn
 from ..degrade import CrappifyParams, RecipeError
 from ..errors import ConfigError, WeightsUnavailable
 from ..grid import captioned, side_by_side, to_pil
+from ..heldout import HeldoutSet, Pictures, pick
 from ..image_metrics import PSNR, SSIM, InputPSNR, InputSSIM, psnr
 from ..losses import FeatureLoss, PixelL1, PixelSSIM
 from ..models.restore_net import RestoreCNN
@@ -229,12 +229,13 @@ class Restore(Task):
         loss, loss_note = choose_loss(config.extra.get("loss"), kind)
         loss = loss.to(device)
         metrics = [PSNR(), SSIM(), InputPSNR(), InputSSIM()]
+        heldout = restore_heldout(valid_ds, config.sample_count, config.seed, device, size // scale, scale)
         monitor = config.monitor or self.default_monitor
         higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
         return TaskParts(
             model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss, metrics=metrics,
             monitor=monitor, higher_is_better=higher,
-            sample_fn=_sampler(valid_ds, config.sample_count, config.seed, device, size // scale, scale),
+            sample_fn=heldout_grid(heldout), heldout=heldout,
             info={"scale": scale, "loss": loss_note, **net_info, "mean": list(mean), "std": list(std),
                   "image_size": size, "train_count": len(train), "valid_count": len(valid), "pairs": pairs_note},
             infer=tile_infer(size // scale, scale), valid_batch_size=1,
@@ -244,20 +245,26 @@ class Restore(Task):
 SAMPLE_SIDE = 192  # the centre of each held-out picture shown in the sample grid
 
 
-def _sampler(valid_ds, count, seed, device, tile, scale):
-    """Fixed held-out pictures, one row each: input | output | clean, the centre SAMPLE_SIDE px
-    of the whole picture restored in tiles (as validation and Try), with the whole picture's PSNRs."""
-    indices = random.Random(seed).sample(range(len(valid_ds)), min(count, len(valid_ds)))
+def restore_heldout(valid_ds, count, seed, device, tile, scale) -> HeldoutSet:
+    """The run's held-out pairs (chosen once from its seed): crappy input, clean picture; the
+    whole pictures, restored in tiles of `tile` input pixels as validation and Try do."""
+    indices = pick(count, len(valid_ds), seed)
+    pairs = [valid_ds[i] for i in indices]
+    names = [Path(valid_ds.items[i][1]).stem for i in indices]
+    pictures = Pictures(names, [x for x, _ in pairs], [t[1] for _, t in pairs], [t[0] for _, t in pairs])
+    return HeldoutSet(pictures, device, infer=tile_infer(tile, scale))
 
-    @torch.inference_mode()
+
+def heldout_grid(heldout: HeldoutSet):
+    """The sample grid of the held-out pictures, one row each: input | output | clean, the centre
+    SAMPLE_SIDE px of each whole picture, with the whole picture's PSNRs."""
+
     def sample(model):
-        was_training = model.training
-        model.eval()
+        heldout.fresh()  # these weights' outputs; HeldoutRecord then scores the same pass
+        outs = heldout.outputs(model)
+        pictures = heldout.pictures
         rows = []
-        for i in indices:
-            x, target = valid_ds[i]
-            out = tiled(model, x[None].to(device), tile, scale=scale)[0].clamp(0, 1).cpu()
-            clean, baseline = target[0], target[1]
+        for baseline, out, clean in zip(pictures.shown_inputs, outs, pictures.targets):
             before = psnr(baseline[None], clean[None]).item()
             after = psnr(out[None], clean[None]).item()
             h, w = clean.shape[-2:]
@@ -267,7 +274,6 @@ def _sampler(valid_ds, count, seed, device, tile, scale):
             rows.append([captioned(to_pil(baseline), f"input {before:.1f} dB"),
                          captioned(to_pil(out), f"output {after:.1f} dB"),
                          captioned(to_pil(clean), "clean")])
-        model.train(was_training)
         return side_by_side(rows)
 
     return sample

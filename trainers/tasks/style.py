@@ -24,6 +24,7 @@ from ..data import open_rgb
 from ..device import pick_device
 from ..errors import ConfigError
 from ..grid import captioned, side_by_side, to_pil
+from ..heldout import HeldoutSet, Pictures
 from ..image_folder import ImageFolderSet, scan_images
 from ..metrics import Metric
 from ..models.style_net import StyleNet
@@ -138,11 +139,12 @@ class Style(Task):
         valid_ds = ImageFolderSet(valid, size)
         loss = style_loss(config, s, device, size)
         model = StyleNet(s["width"], s["residual_blocks"])
+        heldout = _network_heldout(valid_ds, config.sample_count, device)
         return TaskParts(
             model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss,
             metrics=[LossPart(loss, "content_loss"), LossPart(loss, "style_loss")],
             monitor=config.monitor or self.default_monitor, higher_is_better=False,
-            sample_fn=_network_sampler(valid_ds, config.sample_count, device),
+            sample_fn=_network_sampler(heldout), heldout=heldout,
             info={"mode": "network", "style_image": s["style_image"], "image_size": size, "width": s["width"],
                   "residual_blocks": s["residual_blocks"], "train_count": len(train), "valid_count": len(valid),
                   "loss": f"style loss: content blocks {list(s['content_blocks'])} x {s['content_weight']}, "
@@ -174,17 +176,21 @@ class LossPart(Metric):
         self.count += len(pred)
 
 
-def _network_sampler(valid_ds, count, device):
+def _network_heldout(valid_ds, count, device) -> HeldoutSet:
+    """The first `count` validation photos (the split is seeded): no clean picture to score
+    against, so the record keeps the outputs only."""
     indices = list(range(min(count, len(valid_ds))))
+    xs = torch.stack([valid_ds[i][0] for i in indices])
+    names = [Path(valid_ds.paths[i]).stem for i in indices]
+    return HeldoutSet(Pictures(names, xs, list(xs), None), device)
 
-    @torch.inference_mode()
+
+def _network_sampler(heldout: HeldoutSet):
     def sample(model):
-        was_training = model.training
-        model.eval()
-        xs = torch.stack([valid_ds[i][0] for i in indices])
-        outs = model(xs.to(device)).float().cpu()
-        model.train(was_training)
-        return side_by_side([[captioned(to_pil(x), "photo"), captioned(to_pil(y), "stylised")] for x, y in zip(xs, outs)])
+        heldout.fresh()
+        outs = heldout.outputs(model)
+        return side_by_side([[captioned(to_pil(x), "photo"), captioned(to_pil(y), "stylised")]
+                             for x, y in zip(heldout.pictures.shown_inputs, outs)])
 
     return sample
 
