@@ -24,9 +24,9 @@ def build(ctx, chosen, epoch):
     stats = gr.Dataframe(label="Activation statistics at this epoch (per layer)", interactive=False, visible=False,
                          max_height=220)
     with gr.Accordion("Which epoch to keep", open=True):
-        suggested = gr.Markdown("")
+        suggested = gr.Markdown("", elem_id="epoch-suggested")
         with gr.Row():
-            pin_this = gr.Button("Pin this epoch", size="sm")
+            pin_this = gr.Button("Pin this epoch", size="sm", elem_id="pin-epoch")
             pin_best = gr.Button("Pin the suggested epoch", size="sm")
             unpin = gr.Button("Unpin (use the best checkpoint)", size="sm")
         loss_plot = gr.Plot(label="Loss, with the suggested epoch")
@@ -37,34 +37,42 @@ def build(ctx, chosen, epoch):
             picture = gr.Dropdown([], label="Held-out picture")
             other_run = gr.Dropdown([], label="B: run", info="A is this run at the slider's epoch.")
             other_epoch = gr.Number(1, label="B: epoch", precision=0, minimum=1)
-        wipe = gr.ImageSlider(label="Wipe: A | B (drag)", type="pil", format="png", interactive=False)
+        wipe = gr.ImageSlider(label="Wipe: A | B (drag)", type="pil", format="png", interactive=False, elem_id="epoch-wipe")
         with gr.Row():
             flip = gr.Checkbox(False, label="Flip: show B instead of A")
-            note = gr.Markdown("")
+            note = gr.Markdown("", elem_id="epoch-wipe-note")
         with gr.Row():
             flipped = gr.Image(label="A (flip to see B)", type="pil", format="png", interactive=False)
-            difference = gr.Image(label="Difference |A - B| (black: equal)", type="pil", format="png", interactive=False)
+            difference = gr.Image(label="Difference |A - B| (black: equal)", type="pil", format="png", interactive=False,
+                                  elem_id="epoch-diff")
 
     def run_dir(rid):
         return ws.run_dir(rid)
 
-    def panel(rid):
-        """Everything that depends on the run only (refreshed on choosing it or pinning)."""
-        record = store.get_run(rid) if rid else None
-        if record is None:
-            return "", plots.empty_figure("Loss"), None, gr.update(choices=[], value=None), gr.update(choices=[], value=None)
+    def summary(rid, record):
+        """(suggestion text, loss plot with the suggested and pinned epochs marked)."""
         info = epoch_views.suggestion(run_dir(rid), record.get("task"))
         losses, metrics = store.batch_losses(rid), store.epoch_metrics(rid)
         fig = plots.loss_figure(losses, metrics, batches_per_epoch=record.get("batches"))
         plots.mark_epoch(fig, info["epoch"], losses, record.get("batches"))
         if info["pinned"] is not None and info["pinned"] != info["epoch"]:
             plots.mark_epoch(fig, info["pinned"], losses, record.get("batches"), label="pinned", colour="#9467bd")
+        return epoch_views.suggestion_text(info), fig
+
+    def panel(rid):
+        """Everything that depends on the run only (refreshed on choosing it)."""
+        record = store.get_run(rid) if rid else None
+        if record is None:
+            return ("", plots.empty_figure("Loss"), None, gr.update(choices=[], value=None),
+                    gr.update(choices=[], value=None), gr.update())
+        text, fig = summary(rid, record)
         headers, rows = epoch_views.score_table(run_dir(rid))
         names = epoch_views.picture_names(run_dir(rid))
         runs = [(f"{r['name']} · {r['id']}", r["id"]) for r in store.list_runs() if r["kind"] == "train"]
-        return (epoch_views.suggestion_text(info), fig, pd.DataFrame(rows, columns=headers) if rows else None,
+        last = max((s[0] for s in store.samples(rid)), default=None)
+        return (text, fig, pd.DataFrame(rows, columns=headers) if rows else None,
                 gr.update(choices=names, value=names[0] if names else None),
-                gr.update(choices=runs, value=rid))
+                gr.update(choices=runs, value=rid), gr.update(value=last) if last else gr.update())
 
     def at_epoch(rid, at):
         """The internals of the slider's epoch (classify, segment)."""
@@ -87,7 +95,7 @@ def build(ctx, chosen, epoch):
 
     compare_inputs = [chosen, epoch, picture, other_run, other_epoch, flip]
     compare_outputs = [wipe, flipped, difference, note]
-    panel_outputs = [suggested, loss_plot, scores, picture, other_run]
+    panel_outputs = [suggested, loss_plot, scores, picture, other_run, other_epoch]
 
     chosen.change(panel, chosen, panel_outputs, api_visibility="private").then(
         at_epoch, [chosen, epoch], [internals, stats], api_visibility="private").then(
@@ -107,7 +115,7 @@ def build(ctx, chosen, epoch):
             raise gr.Error(f"The weights of epoch {int(at)} were not kept (the run's weights budget); "
                            f"pin one of the epochs listed as kept.", print_exception=False)
         pin_epoch(run_dir(rid), None if at is None else int(at))
-        return panel(rid)
+        return summary(rid, store.get_run(rid))
 
     @user_errors
     def pin_suggested(rid):
@@ -118,6 +126,7 @@ def build(ctx, chosen, epoch):
             raise gr.Error("This run has no held-out scores to suggest an epoch from.", print_exception=False)
         return pin(rid, best)
 
-    pin_this.click(pin, [chosen, epoch], panel_outputs, api_name="pin_epoch")
-    pin_best.click(pin_suggested, chosen, panel_outputs, api_visibility="private")
-    unpin.click(lambda rid: pin(rid, None), chosen, panel_outputs, api_visibility="private")
+    pinned_outputs = [suggested, loss_plot]
+    pin_this.click(pin, [chosen, epoch], pinned_outputs, api_name="pin_epoch")
+    pin_best.click(pin_suggested, chosen, pinned_outputs, api_visibility="private")
+    unpin.click(lambda rid: pin(rid, None), chosen, pinned_outputs, api_visibility="private")

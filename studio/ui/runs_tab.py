@@ -110,10 +110,11 @@ def build(ctx):
                                  allow_custom_value=True)  # handlers check ids against the store
             details = gr.Markdown(run_details(None))
             epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", info="Scrub through the sample grid of each epoch.",
-                              interactive=False)
+                              interactive=False, elem_id="runs-epoch")
             grid = gr.Image(label="Samples of the chosen epoch (each picture captioned)", type="filepath",
                             interactive=False,
-                            alt_text="The chosen epoch's sample grid", buttons=["download", "fullscreen"])
+                            alt_text="The chosen epoch's sample grid", buttons=["download", "fullscreen"],
+                            elem_id="runs-grid")
             with gr.Row():  # each button is usable once a run is chosen (and resume only where it can)
                 resume = gr.Button("Resume", interactive=False)
                 delete = gr.Button("Delete…", variant="stop", interactive=False, visible=not is_shared(ctx))
