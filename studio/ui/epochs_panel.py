@@ -97,9 +97,9 @@ def build(ctx, chosen, epoch):
     compare_outputs = [wipe, flipped, difference, note]
     panel_outputs = [suggested, loss_plot, scores, picture, other_run, other_epoch]
 
+    # Choosing a run fills the picture and B's run and epoch, whose changes redraw the comparison.
     chosen.change(panel, chosen, panel_outputs, api_visibility="private").then(
-        at_epoch, [chosen, epoch], [internals, stats], api_visibility="private").then(
-        compare, compare_inputs, compare_outputs, api_visibility="private")
+        at_epoch, [chosen, epoch], [internals, stats], api_visibility="private")
     epoch.change(at_epoch, [chosen, epoch], [internals, stats], api_visibility="private", show_progress="hidden")
     epoch.change(compare, compare_inputs, compare_outputs, api_visibility="private", show_progress="hidden")
     for control in (picture, other_run, other_epoch, flip):
