@@ -8,6 +8,7 @@ import pandas as pd
 
 from studio import epochs as epoch_views
 from studio import plots
+from studio.served import served
 from trainers.epoch_weights import epoch_file, pin_epoch
 from trainers.internals import read_summary
 
@@ -82,11 +83,14 @@ def build(ctx, chosen, epoch):
         summary = read_summary(run_dir(rid), int(at or 1)).get("stats") or {}
         frame = pd.DataFrame([[name, s["mean"], s["std"], s["near_zero"]] for name, s in summary.items()],
                              columns=["layer", "mean", "std", "near zero"])
-        return gr.update(value=image, visible=True), gr.update(value=frame, visible=bool(summary))
+        # Only WORKSPACE/served is served (studio/served.py): the run folder's file gets a link there.
+        return gr.update(value=served(ws, image), visible=True), gr.update(value=frame, visible=bool(summary))
 
     def compare(rid, at, name, other, other_at, show_b):
         if not (rid and name and other):
             return None, None, None, ""
+        if store.get_run(rid) is None or store.get_run(other) is None:  # ids are checked against the store
+            return None, None, None, "That run is not in the studio any more."
         try:
             a, b, diff, text = epoch_views.wipe(run_dir(rid), int(at or 1), run_dir(other), int(other_at or 1), name)
         except epoch_views.EpochsError as e:
