@@ -42,7 +42,8 @@ def test_wipe_and_epoch_sliders_move_and_an_epoch_is_pinned(restored):
         page.get_by_role("option", name=re.compile(re.escape(run_id))).click()
         page.locator("#epoch-suggested").get_by_text("Suggested epoch").wait_for()
         wipe = page.locator("#epoch-wipe")
-        wipe.locator("img").nth(1).wait_for()
+        wipe.locator("img").nth(1).wait_for(state="attached")
+        wipe.scroll_into_view_if_needed()  # its pictures load lazily, once in view
         page.locator("#epoch-wipe-note").get_by_text("identical").wait_for()  # A = B = (this run, epoch 3)
         before = {"wipe": src(page, "#epoch-wipe img"), "grid": src(page, "#runs-grid img")}
 
