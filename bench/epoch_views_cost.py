@@ -7,6 +7,7 @@ per-epoch weights (time and disk), each as a fraction of the epoch's training an
 Each callback's after_epoch is timed where it runs, inside a normal fit(); the epoch's own time
 is metrics.jsonl's `seconds` (training and validation). Prints one line per callback and task.
 """
+
 import argparse
 import json
 import sys
@@ -27,8 +28,12 @@ from trainers.internals import EpochInternals  # noqa: E402
 from trainers.callbacks import EpochSamples  # noqa: E402
 
 DIGITS = Path(__file__).resolve().parents[1] / "assets" / "digits"
-TIMED = {"held-out scoring": HeldoutRecord, "heatmaps + activation summary": EpochInternals,
-         "per-epoch weights": EpochWeights, "sample grid (held-out outputs)": EpochSamples}
+TIMED = {
+    "held-out scoring": HeldoutRecord,
+    "heatmaps + activation summary": EpochInternals,
+    "per-epoch weights": EpochWeights,
+    "sample grid (held-out outputs)": EpochSamples,
+}
 
 
 def timed(spent):
@@ -53,8 +58,10 @@ def report(task, run, spent):
     kept = kept_epochs(run)
     if kept:
         size = kept_bytes(run) / 2**20
-        print(f"  weights kept: epochs {kept}, {size:.1f} MB in all, {size / len(kept):.1f} MB per epoch "
-              f"(last.pt {(run / 'checkpoints' / 'last.pt').stat().st_size / 2**20:.1f} MB)")
+        print(
+            f"  weights kept: epochs {kept}, {size:.1f} MB in all, {size / len(kept):.1f} MB per epoch "
+            f"(last.pt {(run / 'checkpoints' / 'last.pt').stat().st_size / 2**20:.1f} MB)"
+        )
 
 
 def main():
@@ -68,13 +75,24 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         build_pairs(tmp / "pairs", MODES["restore"], variants=4)
-        config = {"task": "restore", "data": str(tmp / "pairs"), "pretrained": False, "epochs": args.epochs,
-                  "extra": {"loss": "pixel"}}  # the restore defaults otherwise (64 px crops, batch 8)
+        config = {
+            "task": "restore",
+            "data": str(tmp / "pairs"),
+            "pretrained": False,
+            "epochs": args.epochs,
+            "extra": {"loss": "pixel"},
+        }  # the restore defaults otherwise (64 px crops, batch 8)
         fit(config, tmp / "restore")
         report("restore (bundled photos, crappified; 8 held-out pictures)", tmp / "restore", spent)
         spent.clear()
-        config = {"task": "classify", "data": str(DIGITS), "pretrained": False, "epochs": args.epochs,
-                  "image_size": 64, "freeze_epochs": 0}
+        config = {
+            "task": "classify",
+            "data": str(DIGITS),
+            "pretrained": False,
+            "epochs": args.epochs,
+            "image_size": 64,
+            "freeze_epochs": 0,
+        }
         fit(config, tmp / "classify")
         report("classify (bundled digits, 64 px; 4 heatmap pictures)", tmp / "classify", spent)
 

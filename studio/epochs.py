@@ -2,6 +2,7 @@
 table, two (run, epoch) outputs of one held-out picture with their difference map, and the
 epoch of each run at one optimiser step. Files come from trainers/heldout.py,
 trainers/epoch_weights.py and trainers/internals.py; nothing here trains or loads a model."""
+
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,13 @@ def suggestion(run_dir, task: str | None = None) -> dict:
     epoch, rule = best_epoch(record), "highest mean held-out PSNR"
     if task == "gan" and epoch is not None:
         epoch, rule = gan_stop_epoch(record), "GAN rule: first epoch within 0.1 dB of the best held-out PSNR"
-    return {"epoch": epoch, "rule": rule, "scores": mean_scores(record), "pinned": pinned_epoch(run_dir),
-            "kept": kept_epochs(run_dir)}
+    return {
+        "epoch": epoch,
+        "rule": rule,
+        "scores": mean_scores(record),
+        "pinned": pinned_epoch(run_dir),
+        "kept": kept_epochs(run_dir),
+    }
 
 
 def suggestion_text(info: dict) -> str:
@@ -66,7 +72,9 @@ def held_out_output(run_dir, epoch: int, picture: str) -> Image.Image:
     """The run's output for a held-out picture (by name) at an epoch, as saved (PNG, lossless)."""
     names = picture_names(run_dir)
     if picture not in names:
-        raise EpochsError(f"This run has no held-out picture named {picture!r}; its pictures: {', '.join(names) or 'none'}.")
+        raise EpochsError(
+            f"This run has no held-out picture named {picture!r}; its pictures: {', '.join(names) or 'none'}."
+        )
     path = output_path(run_dir, epoch, names.index(picture))
     if not path.is_file():
         raise EpochsError(f"There is no output of epoch {epoch} for {picture!r} (the run has not reached it).")
@@ -77,8 +85,10 @@ def held_out_output(run_dir, epoch: int, picture: str) -> Image.Image:
 def difference_map(a: Image.Image, b: Image.Image, gain: float = DIFF_GAIN) -> Image.Image:
     """|a - b| per pixel, the largest channel, amplified `gain` times: black where equal."""
     if a.size != b.size:
-        raise EpochsError(f"The two pictures differ in size ({a.size[0]}x{a.size[1]} and {b.size[0]}x{b.size[1]}): "
-                          "compare runs made at the same size.")
+        raise EpochsError(
+            f"The two pictures differ in size ({a.size[0]}x{a.size[1]} and {b.size[0]}x{b.size[1]}): "
+            "compare runs made at the same size."
+        )
     diff = np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max(axis=2)
     return Image.fromarray(np.clip(diff * gain, 0, 255).astype(np.uint8), "L").convert("RGB")
 
@@ -89,8 +99,11 @@ def wipe(run_a, epoch_a: int, run_b, epoch_b: int, picture: str) -> tuple:
     b = held_out_output(run_b, epoch_b, picture)
     diff = difference_map(a, b)
     changed = np.asarray(diff)[..., 0] > 0
-    note = ("identical: the difference map is black" if not changed.any()
-            else f"{changed.mean():.1%} of the pixels differ (map amplified {DIFF_GAIN:g}x)")
+    note = (
+        "identical: the difference map is black"
+        if not changed.any()
+        else f"{changed.mean():.1%} of the pixels differ (map amplified {DIFF_GAIN:g}x)"
+    )
     return a, b, diff, note
 
 

@@ -1,6 +1,5 @@
 """Fixed held-out pictures scored every epoch, the suggested best epoch, per-epoch weights on a
 budget, and a pinned epoch for Try: on one tiny real restore run."""
-import json
 
 import numpy as np
 import pytest
@@ -8,8 +7,17 @@ import torch
 from PIL import Image
 
 from trainers import fit
+from trainers.grid import TILE, caption_size
 from trainers.epoch_weights import EpochWeights, epoch_file, kept_epochs, pin_epoch, pinned_epoch
-from trainers.heldout import best_epoch, gan_stop_epoch, input_path, mean_scores, output_path, picture_table, read_scores
+from trainers.heldout import (
+    best_epoch,
+    gan_stop_epoch,
+    input_path,
+    mean_scores,
+    output_path,
+    picture_table,
+    read_scores,
+)
 from test_restore import restore_config, write_pairs
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -21,14 +29,23 @@ def run(module_tmp):
     torch.set_num_threads(1)
     data = write_pairs(module_tmp / "pairs")
     run = module_tmp / "run"
-    fit(restore_config(data, epochs=EPOCHS, batch_size=2, augment=False, sample_count=3,
-                       extra={"loss": "pixel", "keep_epochs_every": 1}), run)
+    fit(
+        restore_config(
+            data,
+            epochs=EPOCHS,
+            batch_size=2,
+            augment=False,
+            sample_count=3,
+            extra={"loss": "pixel", "keep_epochs_every": 1},
+        ),
+        run,
+    )
     return run
 
 
-def tile(grid, row, column, size=128):
-    """One picture of a sample grid (tiles of `size` px, 18 px captions, 4 px padding)."""
-    x, y = 4 + column * (size + 4), 4 + row * (size + 18 + 4)
+def tile(grid, row, column, size=TILE):
+    """One square picture of a sample grid (tiles of `size` px, a caption strip, 4 px padding)."""
+    x, y = 4 + column * (size + 4), 4 + row * (size + caption_size(size) + 8 + 4)
     return np.asarray(grid.crop((x, y, x + size, y + size)))
 
 
@@ -41,13 +58,13 @@ def test_the_same_held_out_pictures_are_in_every_epochs_grid_and_score_table(run
         assert len(rows) == len(names) and all({"psnr", "ssim"} <= set(r) for r in rows)
         grid = Image.open(run / "samples" / f"epoch_{epoch:03d}.png").convert("RGB")
         for i in range(len(names)):
-            shown_input = Image.open(input_path(run, i)).convert("RGB").resize((128, 128), Image.NEAREST)
+            shown_input = Image.open(input_path(run, i)).convert("RGB").resize((TILE, TILE), Image.NEAREST)
             output = Image.open(output_path(run, epoch, i)).convert("RGB")
             clean = Image.open(input_path(run, i, "targets")).convert("RGB")
             # the grid's row i shows held-out picture i: its input, this epoch's output, its clean picture
             assert np.array_equal(tile(grid, i, 0), np.asarray(shown_input))
-            assert np.array_equal(tile(grid, i, 1), np.asarray(output.resize((128, 128), Image.NEAREST)))
-            assert np.array_equal(tile(grid, i, 2), np.asarray(clean.resize((128, 128), Image.NEAREST)))
+            assert np.array_equal(tile(grid, i, 1), np.asarray(output.resize((TILE, TILE), Image.NEAREST)))
+            assert np.array_equal(tile(grid, i, 2), np.asarray(clean.resize((TILE, TILE), Image.NEAREST)))
             # and the table's score is that output's PSNR against that clean picture (to PNG rounding)
             a, b = (torch.from_numpy(np.asarray(im, np.float32) / 255) for im in (output, clean))
             psnr = (10 * torch.log10(1 / ((a - b) ** 2).mean())).item()
@@ -61,9 +78,16 @@ def test_the_suggested_best_epoch_is_the_argmax_of_the_recorded_scores(run):
     record = read_scores(run)
     means = {e: np.mean([r["psnr"] for r in rows]) for e, rows in record["epochs"].items()}
     assert best_epoch(record) == int(max(means, key=means.get))
-    made_up = {"pictures": ["a", "b"], "score": "psnr",
-               "epochs": {"1": [{"psnr": 20}, {"psnr": 22}], "2": [{"psnr": 25}, {"psnr": 21.7}],
-                          "3": [{"psnr": 24}, {"psnr": 24}], "4": [{"psnr": 23}, {"psnr": 23.5}]}}
+    made_up = {
+        "pictures": ["a", "b"],
+        "score": "psnr",
+        "epochs": {
+            "1": [{"psnr": 20}, {"psnr": 22}],
+            "2": [{"psnr": 25}, {"psnr": 21.7}],
+            "3": [{"psnr": 24}, {"psnr": 24}],
+            "4": [{"psnr": 23}, {"psnr": 23.5}],
+        },
+    }
     assert mean_scores(made_up) == {1: 21, 2: 23.35, 3: 24, 4: 23.25}
     assert best_epoch(made_up) == 3
     assert best_epoch(made_up, "ssim") is None
@@ -129,15 +153,18 @@ def test_runs_line_up_by_optimiser_step():
 
     assert epoch_at_step(12, 4, [1, 2, 3, 4]) == 3 and epoch_at_step(13, 4, [1, 2, 3, 4]) == 3
     assert epoch_at_step(2, 4, [1, 2]) == 1 and epoch_at_step(100, 4, [1, 2]) == 2
-    import tempfile, pathlib
+    import tempfile
+    import pathlib
+
     with tempfile.TemporaryDirectory() as folder:
         paths = {}
         for e in (1, 2, 3, 4):
             paths[e] = pathlib.Path(folder) / f"{e}.png"
             paths[e].write_bytes(b"png")
         # run a: 10 batches an epoch; run b: 5. At step 20, a has done 2 epochs and b 4.
-        items = side_by_side_at_step([("a", [(e, paths[e]) for e in (1, 2, 3)], 10),
-                                      ("b", [(e, paths[e]) for e in (1, 2, 3, 4)], 5)], 20)
+        items = side_by_side_at_step(
+            [("a", [(e, paths[e]) for e in (1, 2, 3)], 10), ("b", [(e, paths[e]) for e in (1, 2, 3, 4)], 5)], 20
+        )
     assert [i[1].split(" (")[0] for i in items] == ["a · epoch 2", "b · epoch 4"]
 
 

@@ -404,11 +404,13 @@ def test_oversized_text_and_nan_are_refused(studio):
     assert len(json.dumps(before)) < 20_000
 
 
-def test_a_visitor_cannot_make_share_links_or_delete(studio, finished):
+def test_a_visitor_cannot_make_share_links_delete_or_pin(studio, finished):
     # The page's own events (no API endpoints), sent as the page would with the hidden controls set.
     assert "shared over a public link" in studio.raw_refused("on_start", [finished, True, "", ""])
     assert "shared over a public link" in studio.raw_refused("do_delete", [finished, None])
     assert "shared over a public link" in studio.raw_refused("do_free", [finished, None])
+    assert "only its owner can pin" in studio.refused("/pin_epoch", finished, 1)
+    assert not (studio.ws.run_dir(finished) / "pinned.json").exists()
     assert (studio.ws.run_dir(finished) / "checkpoints" / "best.pt").is_file()
     assert finished in [r["id"] for r in studio.call("/list_runs")]
     components = {c["id"]: c for c in studio.demo.config["components"]}

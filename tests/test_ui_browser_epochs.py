@@ -1,5 +1,6 @@
 """The Runs tab in a real headless Chromium on a restore run of three epochs: the wipe slider and
 the epoch slider move, and an epoch is pinned for Try, Export and Share."""
+
 import json
 import re
 
@@ -19,9 +20,19 @@ def restored(module_tmp):
     write_pairs(root / "datasets" / "pairs", n=12)
     studio = Studio(root, root.parent / "studio.log")
     try:
-        config = {"task": "restore", "data": "pairs", "arch": "resnet18", "epochs": 3, "batch_size": 4,
-                  "image_size": 32, "lr": 3e-3, "pretrained": False, "augment": False, "sample_count": 2,
-                  "extra": {"loss": "pixel"}}
+        config = {
+            "task": "restore",
+            "data": "pairs",
+            "arch": "resnet18",
+            "epochs": 3,
+            "batch_size": 4,
+            "image_size": 32,
+            "lr": 3e-3,
+            "pretrained": False,
+            "augment": False,
+            "sample_count": 2,
+            "extra": {"loss": "pixel"},
+        }
         run_id = studio.call("/start_run", json.dumps(config), "restore in three")
         wait_status(studio, run_id, lambda s: s["status"] == "completed", "completed")
         yield studio, run_id, root / "runs" / run_id
@@ -72,8 +83,10 @@ def test_wipe_and_epoch_sliders_move_and_an_epoch_is_pinned(restored):
         number = page.locator("#runs-epoch input[type=number]")
         number.fill("1")
         number.press("Enter")
-        page.wait_for_function("([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
-                               arg=["#runs-grid img", before["grid"]])
+        page.wait_for_function(
+            "([sel, old]) => { const i = document.querySelector(sel); return i && i.src !== old; }",
+            arg=["#runs-grid img", before["grid"]],
+        )
         page.locator("#epoch-wipe-note").get_by_text("differ").wait_for()  # epoch 1 against epoch 3
         assert src(page, "#epoch-wipe img") != before["wipe"]
 

@@ -8,6 +8,7 @@ extra.keep_epochs_every (k, default 1; 0 keeps none) and extra.epoch_weights_mb 
 
 RUN/pinned.json ({"epoch": 3}) names the epoch Try, Export and Share use instead of best.pt.
 """
+
 import json
 import os
 import re
@@ -72,8 +73,9 @@ def settings(extra: dict) -> tuple:
 class EpochWeights(Callback):
     order = 24  # before the checkpoint: a reported epoch has its weights kept
 
-    def __init__(self, run_dir, every: int = DEFAULT_EVERY, limit_bytes: int = DEFAULT_LIMIT_MB * 2**20,
-                 saver=None, log=None):
+    def __init__(
+        self, run_dir, every: int = DEFAULT_EVERY, limit_bytes: int = DEFAULT_LIMIT_MB * 2**20, saver=None, log=None
+    ):
         self.run_dir, self.every, self.limit = Path(run_dir), every, limit_bytes
         self.saver, self.log = saver, log
         self.best_epoch = None

@@ -13,6 +13,7 @@ Scores are PSNR and SSIM against the clean picture where there is one (trainers/
 `best_epoch` suggests the epoch to keep: the argmax of the mean recorded score; `gan_stop_epoch` is
 the stopping rule for a GAN (docs/CONFIG.md, "Choosing an epoch").
 """
+
 import json
 import os
 import random
@@ -28,7 +29,7 @@ from .image_metrics import psnr, ssim
 
 FOLDER = "heldout"
 SCORES = "scores.json"
-SAME_DB = 0.05   # a picture whose PSNR moved less than this between epochs counts as unchanged
+SAME_DB = 0.05  # a picture whose PSNR moved less than this between epochs counts as unchanged
 GAN_TOLERANCE_DB = 0.1  # a GAN's stopping rule: the first epoch within this of the best score
 
 
@@ -40,18 +41,24 @@ def pick(count: int, total: int, seed: int) -> list:
 @dataclass
 class Pictures:
     """The held-out pictures as tensors in [0, 1] (CHW), ready to show and to score."""
+
     names: list
-    model_inputs: list                # CHW tensors as the model takes them (sizes may differ)
-    shown_inputs: list                # what a person sees as the input (the upscaled crappy picture)
-    targets: list | None              # clean pictures, or None where there are none (style)
+    model_inputs: list  # CHW tensors as the model takes them (sizes may differ)
+    shown_inputs: list  # what a person sees as the input (the upscaled crappy picture)
+    targets: list | None  # clean pictures, or None where there are none (style)
 
 
 class HeldoutSet:
     """A run's held-out pictures and the model's outputs on them. `outputs(model)` runs the model
     once per epoch: the sample grid and the score table share that pass (see `fresh`)."""
 
-    def __init__(self, pictures: Pictures, device, to_image: Callable = lambda out: out.float().clamp(0, 1),
-                 infer: Callable | None = None):
+    def __init__(
+        self,
+        pictures: Pictures,
+        device,
+        to_image: Callable = lambda out: out.float().clamp(0, 1),
+        infer: Callable | None = None,
+    ):
         self.pictures, self.device, self.to_image = pictures, device, to_image
         self.infer = infer or (lambda model, x: model(x))  # restore: whole pictures in tiles
         self.latest = None  # outputs of the current epoch, once computed
@@ -118,6 +125,7 @@ def input_path(run_dir, index: int, kind: str = "inputs") -> Path:
 
 class HeldoutRecord(Callback):
     """After every epoch: the held-out outputs as PNGs and their scores in scores.json."""
+
     order = 22  # after the sample grid (which computes the outputs), before the checkpoint
 
     def __init__(self, heldout: HeldoutSet, run_dir, score: str = "psnr"):
@@ -208,7 +216,9 @@ def picture_table(record: dict, score: str | None = None) -> tuple:
             if value is None:
                 row.append("")
                 continue
-            mark = "" if before is None else ("=" if abs(value - before) < SAME_DB else ("+" if value > before else "-"))
+            mark = (
+                "" if before is None else ("=" if abs(value - before) < SAME_DB else ("+" if value > before else "-"))
+            )
             row.append(f"{value:.2f} {mark}".strip())
             before = value
         rows.append(row)

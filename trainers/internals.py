@@ -6,6 +6,7 @@ them with the same epoch slider as the sample grids:
     RUN/internals/epoch_003.png    one heatmap per picture, for the class the model predicts
     RUN/internals/epoch_003.json   {"layer": "...", "classes": [...], "stats": {layer: {mean, std, near_zero}}}
 """
+
 import json
 import os
 from pathlib import Path
@@ -61,9 +62,12 @@ class EpochInternals(Callback):
         folder = self.run_dir / FOLDER
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_png(grid(tiles, columns=len(tiles)), internals_path(self.run_dir, epoch))
-        summary = {"epoch": epoch, "layer": layer, "predicted": [self.labels[c] if c < len(self.labels) else c
-                                                               for c in predicted.tolist()],
-                   "stats": self._stats_summary()}
+        summary = {
+            "epoch": epoch,
+            "layer": layer,
+            "predicted": [self.labels[c] if c < len(self.labels) else c for c in predicted.tolist()],
+            "stats": self._stats_summary(),
+        }
         path = internals_path(self.run_dir, epoch, ".json")
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
@@ -79,8 +83,9 @@ class EpochInternals(Callback):
             return {}
         out = {}
         for i, (name, _) in enumerate(stats.layers):
-            out[name] = {k: round(float(torch.stack([r[k][i] for r in rows]).mean()), 5)
-                         for k in ("mean", "std", "near_zero")}
+            out[name] = {
+                k: round(float(torch.stack([r[k][i] for r in rows]).mean()), 5) for k in ("mean", "std", "near_zero")
+            }
         return out
 
 

@@ -87,8 +87,7 @@ class RunHarness:
     def _report_again(self) -> bool:
         return bool(self.checkpoint) and (self.checkpoint.get("metrics") or {}).get("epoch") == self.done > 0
 
-    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool, mid_epoch: bool = False,
-                  heldout=None) -> list:
+    def callbacks(self, sample_fn, monitor: str, higher_is_better: bool, mid_epoch: bool = False, heldout=None) -> list:
         """The standard callbacks: checkpoints (best by `monitor`), a sample grid per epoch, and
         progress to the reporter. Ranks other than 0 get none. `mid_epoch`: the loop can continue
         an epoch from a checkpoint (the Learner), so long epochs get time checkpoints too

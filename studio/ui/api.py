@@ -20,7 +20,7 @@ ENDPOINTS = {
     "resume_run": "api", "list_runs": "api", "start_sweep": "api", "sweep_status": "api",
     "import_folder": "data_tab", "crappify": "data_tab", "import_masks": "data_tab",
     "preview_augmentations": "data_tab", "samples_gif": "runs_tab", "compare_samples": "runs_tab",
-    "try_model": "try_tab",
+    "try_model": "try_tab", "pin_epoch": "epochs_panel",
 }
 
 
