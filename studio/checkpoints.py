@@ -107,7 +107,7 @@ class LoadedModel:
         from torchvision.transforms.v2 import functional as TF
         from trainers.grid import to_pil
         from trainers.tiling import tiled
-        image = _centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
+        image = centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
         x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), self.mean, self.std)
         with self.lock:
             out = tiled(self.model, x[None], self.input_size(), scale=int(self.info.get("scale", 1) or 1))
@@ -136,7 +136,7 @@ class LoadedModel:
         return to_pil(self.forward(x)[0])
 
 
-def _centre_area(image: Image.Image, max_pixels: int) -> Image.Image:
+def centre_area(image: Image.Image, max_pixels: int) -> Image.Image:
     """The picture, or its centre with at most max_pixels (same shape): cropped, not shrunk,
     so the damage keeps the pixel scale the network learned."""
     w, h = image.size

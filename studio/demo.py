@@ -67,9 +67,11 @@ class Bundle:
 
     def predict(self, image):
         """classes: {class: probability}; overlay: the picture tinted by class; before_after:
-        the restored picture."""
+        (the picture, the whole picture restored)."""
         if image is None:
             raise DemoError("Upload a picture (or take one with the webcam) first.")
+        if self.view == "before_after":
+            return self.restored(image)
         out = self.run(self.preprocess(image))
         if self.view == "classes":
             probs = out.softmax(1)[0]
@@ -83,10 +85,48 @@ class Bundle:
                                                           for i in range(out.shape[1])], dtype=np.uint8)
             mask = Image.fromarray(table[out.argmax(1)[0].numpy()], "RGB")
             return Image.blend(shown, mask, 0.5)
-        if self.view == "before_after":
-            pixels = (out[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-            return Image.fromarray(pixels, "RGB")
         raise DemoError(f"The demo does not serve {self.task!r} models.")
+
+    def restored(self, image) -> tuple:
+        """(before, after): the whole picture restored in tiles of the bundle's input size, as the
+        Try tab and the run's validation do (trainers/tiling.py), its centre above the same pixel
+        limit; `before` scaled to the output's size so the two line up on the slider."""
+        from PIL import Image
+        from torchvision.transforms.v2 import functional as TF
+
+        from studio.checkpoints import MAX_RESTORE_PIXELS, centre_area
+        from trainers.grid import to_pil
+        from trainers.tiling import tiled
+
+        image = centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
+        x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), self.meta["mean"],
+                         self.meta["std"])
+        size, scale = int(self.meta["input_size"]), int(self.meta.get("scale", 1))
+        out = tiled(_at_traced_size(self.run, size, scale), x[None], size, scale=scale)
+        after = to_pil(out[0].clamp(0, 1))
+        return image.resize(after.size, Image.BICUBIC), after
+
+
+def _at_traced_size(run, size: int, scale: int):
+    """`run` for tiles of any size up to `size`. tiled() makes a tile smaller than `size` only for
+    a picture smaller than it; a TorchScript model traced at size x size takes it as the studio's
+    model does when its layers do not depend on the size (the CNN). Where the trace kept the size
+    (an error or an output of the wrong shape), the tile is padded (edge pixels repeated) and the
+    output cropped back: close to the studio's answer, not equal at the padded edge."""
+
+    def forward(tiles: torch.Tensor) -> torch.Tensor:
+        h, w = tiles.shape[-2:]
+        if (h, w) != (size, size):
+            try:
+                out = run(tiles)
+                if tuple(out.shape[-2:]) == (h * scale, w * scale):
+                    return out
+            except RuntimeError:
+                pass
+        padded = torch.nn.functional.pad(tiles, (0, max(0, size - w), 0, max(0, size - h)), mode="replicate")
+        return run(padded)[..., : h * scale, : w * scale]
+
+    return forward
 
 
 def _centre_crop(image, size):
@@ -119,6 +159,8 @@ def build_demo(bundle: Bundle):
     image = PictureInput(type="pil", sources=["upload", "webcam"], label="Picture", height=360)
     if bundle.view == "classes":
         output = gr.Label(num_top_classes=min(5, len(bundle.meta["classes"])), label="Prediction")
+    elif bundle.view == "before_after":
+        output = gr.ImageSlider(type="pil", label="Before | after (drag)", height=360)
     else:
         output = gr.Image(type="pil", label="Result", height=360)
     title = f"Darkroom demo: {bundle.task}" + (f" ({classes_title(bundle.meta['classes'])})"

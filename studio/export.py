@@ -42,6 +42,8 @@ def metadata(loaded: LoadedModel) -> dict:
     elif view == "before_after":
         meta["scale"] = int(info.get("scale", 1))
         meta["output"] = "image (N, 3, H*scale, W*scale) in [0, 1]"
+        meta["input"] = ("RGB scaled to [0, 1], then (x - mean) / std; a whole picture goes through in overlapping "
+                         "tiles of input_size x input_size (trainers/tiling.py), a smaller side padded to it")
     return meta
 
 

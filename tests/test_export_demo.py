@@ -115,3 +115,23 @@ def test_the_demo_title_says_when_it_lists_only_some_classes():
 
     assert classes_title(["cat", "dog"]) == "cat, dog"
     assert classes_title([str(i) for i in range(10)]) == "0, 1, 2, 3, 4, 5, … (10 classes)"
+
+
+def test_a_restore_bundle_restores_the_whole_picture_as_try_does(module_tmp, tmp_path):
+    from test_restore import restore_config, write_pairs
+
+    data = write_pairs(module_tmp / "pairs", n=8, size=32)
+    run = module_tmp / "restore_run"
+    fit(restore_config(data, epochs=1, batch_size=4, image_size=16, extra={"net": "cnn"}), run)
+    export_bundle(run, tmp_path / "b")
+    bundle = Bundle(tmp_path / "b")
+    try_model = load_checkpoint(run)
+    rng = np.random.default_rng(0)
+    # larger than a 16 px tile (tiled with overlap), and smaller than one on a side (padded for the traced model)
+    for w, h in ((45, 37), (50, 9)):
+        picture = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "RGB")
+        before, after = bundle.predict(picture)
+        expected_before, expected_after = try_model.restored(picture)
+        assert after.size == before.size == (w, h)
+        assert np.array_equal(np.asarray(before), np.asarray(expected_before))
+        assert np.abs(np.asarray(after, np.int16) - np.asarray(expected_after, np.int16)).max() <= 1, (w, h)

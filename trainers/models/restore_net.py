@@ -63,9 +63,9 @@ class RestoreCNN(nn.Module):
             base = F.interpolate(base, scale_factor=self.scale, mode="bicubic", align_corners=False)
         h, w = x.shape[-2:]
         d = self.unshuffle
-        pad_h, pad_w = (-h) % d, (-w) % d
-        if pad_h or pad_w:  # odd sides: pad to the coarse grid, crop the answer back
-            x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        # Odd sides: pad to the coarse grid, crop the answer back. Always padded (by 0 on even
+        # sides) rather than under an `if`, so an exported trace keeps this for every size.
+        x = F.pad(x, (0, (-w) % d, 0, (-h) % d), mode="replicate")
         y = F.pixel_unshuffle(x, d) if d > 1 else x
         y = self.tail(self.body(self.head(y)))
         y = F.pixel_shuffle(y, d * self.scale) if d * self.scale > 1 else y
