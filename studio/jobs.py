@@ -10,6 +10,7 @@ Where runs go is the runner's business: local processes (the default), or jobs o
 cluster (studio/ray_runner.py, when the studio is started with --runner). A run's record says
 which (`job` for a cluster run), and the store, statuses and actions are the same for both.
 """
+
 import os
 import secrets
 import shutil
@@ -24,14 +25,20 @@ from .run_disk import free_disk
 from .store import Store
 from .workspace import Workspace, WorkspaceError
 
-PATH_EXTRAS = ("style_image", "content_image", "generator_run")  # settings that name files
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-STALE_S = 15.0          # a running run without a heartbeat for this long is dead or hung
-SUSPEND_GAP_S = 5.0     # polls this far apart: the studio (or the machine) was asleep
-TERM_AFTER_S = 3.0      # stop(): the flag first; SIGTERM if the run is still going after this
+STALE_S = 15.0  # a running run without a heartbeat for this long is dead or hung
+SUSPEND_GAP_S = 5.0  # polls this far apart: the studio (or the machine) was asleep
+TERM_AFTER_S = 3.0  # stop(): the flag first; SIGTERM if the run is still going after this
 RESUMABLE = ("interrupted", "stopped", "failed")
-MAX_NAME = 120          # characters in a run's name (every list of runs carries it)
+MAX_NAME = 120  # characters in a run's name (every list of runs carries it)
+
+
+def path_settings() -> dict:
+    """{name: Setting} of every task's settings that name a run or a picture."""
+    from trainers.tasks import TASKS
+
+    return {s.name: s for task in TASKS.values() for s in task.all_settings() if s.widget in ("run", "picture")}
 
 
 class JobError(ValueError):
@@ -40,12 +47,14 @@ class JobError(ValueError):
 
 def _config_error(message: str):
     from trainers.errors import ConfigError
+
     return ConfigError(message)
 
 
 def gpu_count() -> int:
     try:
         import torch  # late: a few seconds, and only needed to count slots
+
         return torch.cuda.device_count()
     except Exception:
         return 0
@@ -132,32 +141,40 @@ class Jobs:
             except WorkspaceError as e:
                 raise _config_error(str(e)) from None
             if not path.is_dir():
-                raise _config_error(f"There is no dataset named {data[:80]!r}; the Data tab lists the datasets there are.")
+                raise _config_error(
+                    f"There is no dataset named {data[:80]!r}; the Data tab lists the datasets there are."
+                )
         datasets = self.ws.datasets_dir.resolve()
         resolved = path.resolve()
         if resolved.parent != datasets or not resolved.is_dir():
             # a folder elsewhere, or a dataset name that is a link to one
-            raise _config_error("That dataset folder is outside the workspace's datasets; "
-                                "import it in the Data tab first.")
+            raise _config_error(
+                "That dataset folder is outside the workspace's datasets; import it in the Data tab first."
+            )
         return str(resolved)
 
-    def resolve_generator_run(self, value) -> str:
-        """A gan's generator is a completed restore run of this studio, named by its id (or by its
-        folder, as a clone's config holds it): never a folder someone else chose."""
+    def resolve_run(self, key, tasks, value) -> str:
+        """A setting naming a run (a gan's generator) names a completed run of `tasks` of this
+        studio, by its id (or by its folder, as a clone's config holds it): never a folder
+        someone else chose."""
         text = value.strip()
         path = Path(text)
         run_id = path.name if path.is_absolute() else text
+        which = f"the id of a completed {' or '.join(tasks)} run"
         if path.is_absolute() and path.resolve() != (self.ws.runs_dir / run_id).resolve():
-            raise _config_error("'extra.generator_run' must be the id of a completed restore run.")
+            raise _config_error(f"'extra.{key}' must be {which}.")
         try:
             folder = self.ws.run_dir(run_id)
         except WorkspaceError as e:
-            raise _config_error(f"'extra.generator_run': {e}") from None
+            raise _config_error(f"'extra.{key}': {e}") from None
         record = self.store.get_run(run_id)
-        if record is None or record.get("kind") != "train" or record.get("task") != "restore" \
-                or record.get("status") != "completed":
-            raise _config_error(f"'extra.generator_run' must be the id of a completed restore run; "
-                                f"{run_id[:80]!r} is not one.")
+        if (
+            record is None
+            or record.get("kind") != "train"
+            or record.get("task") not in tasks
+            or record.get("status") != "completed"
+        ):
+            raise _config_error(f"'extra.{key}' must be {which}; {run_id[:80]!r} is not one.")
         return str(folder.resolve())
 
     def resolve_picture(self, key, value) -> str:
@@ -165,24 +182,30 @@ class Jobs:
         path = Path(value.strip()).expanduser().resolve()
         inside = any(path.is_relative_to(folder.resolve()) for folder in (self.ws.uploads_dir, self.ws.datasets_dir))
         if not inside or not path.is_file():
-            raise _config_error(f"'extra.{key}' must be a picture uploaded for runs or a dataset's picture "
-                                f"inside the workspace, not {Path(value).name[:80]!r}.")
+            raise _config_error(
+                f"'extra.{key}' must be a picture uploaded for runs or a dataset's picture "
+                f"inside the workspace, not {Path(value).name[:80]!r}."
+            )
         return str(path)
 
     def resolve_extra_paths(self, extra):
-        """The settings that name files or runs, checked as 'data' is, so that no visitor can make a
-        worker read other files of the machine (or unpickle them)."""
+        """The settings that name files or runs (those of any task whose Setting has a widget
+        "run" or "picture"), checked as 'data' is, so that no visitor can make a worker read
+        other files of the machine (or unpickle them)."""
         if not isinstance(extra, dict):
             return extra  # RunConfig says what is wrong with it
         extra = dict(extra)
-        for key in PATH_EXTRAS:
+        for key, setting in path_settings().items():
             value = extra.get(key)
             if value is None:
                 continue
             if not isinstance(value, str) or not value.strip():
                 raise _config_error(f"'extra.{key}' must be a non-empty name.")
-            extra[key] = (self.resolve_generator_run(value) if key == "generator_run"
-                          else self.resolve_picture(key, value))
+            extra[key] = (
+                self.resolve_run(key, setting.runs_of, value)
+                if setting.widget == "run"
+                else self.resolve_picture(key, value)
+            )
         return extra
 
     def _checked(self, config: dict) -> dict:
@@ -205,16 +228,19 @@ class Jobs:
         if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
             raise JobError("'processes' must be a whole number, 1 or more.")
         if processes > 1 and (self.runner is None or kind != "train"):
-            raise JobError("A run of several processes needs the studio on a Ray cluster (--runner); on one "
-                           "machine use torchrun from the command line (README).")
+            raise JobError(
+                "A run of several processes needs the studio on a Ray cluster (--runner); on one "
+                "machine use torchrun from the command line (README)."
+            )
         if name is not None and (not isinstance(name, str) or len(name) > MAX_NAME):
             raise JobError(f"A run's name is text of at most {MAX_NAME} characters.")
         config = self._checked(config)
         fields = {"processes": processes} if processes > 1 else {}
         return self.store.create_run(config, name=name, kind=kind, **fields)["id"]
 
-    def submit_sweep(self, config: dict, space: dict, n: int, mode: str = "grid", seed: int = 0,
-                     early_stop: bool = False, name=None) -> str:
+    def submit_sweep(
+        self, config: dict, space: dict, n: int, mode: str = "grid", seed: int = 0, early_stop: bool = False, name=None
+    ) -> str:
         """Queue "try N settings" of `config` (studio/sweeps.py); returns the sweep's id. Every
         trial is checked before any is queued. With early stopping on a Ray cluster the trials
         are trained by one Ray Tune job (ASHA); otherwise each waits in the queue as a run."""
@@ -225,10 +251,19 @@ class Jobs:
         sweep_id, name = sweeps.new_sweep_id(), (str(name).strip() if name else "") or "sweep"
         tune = bool(early_stop) and self.runner is not None
         for i, (point, trial) in enumerate(zip(points, checked)):
-            mark = {"id": sweep_id, "name": name, "trial": i + 1, "of": len(points), "params": point,
-                    "mode": mode, "seed": int(seed), "early_stop": bool(early_stop)}
-            self.store.create_run(trial, name=f"{name} {i + 1}/{len(points)}: {sweeps.label(point)}",
-                                  sweep=mark, tune=tune)
+            mark = {
+                "id": sweep_id,
+                "name": name,
+                "trial": i + 1,
+                "of": len(points),
+                "params": point,
+                "mode": mode,
+                "seed": int(seed),
+                "early_stop": bool(early_stop),
+            }
+            self.store.create_run(
+                trial, name=f"{name} {i + 1}/{len(points)}: {sweeps.label(point)}", sweep=mark, tune=tune
+            )
         return sweep_id
 
     def clone(self, run_id: str, changes: dict | None = None) -> str:
@@ -319,7 +354,9 @@ class Jobs:
         last = max(self.store.last_heartbeat(run_id) or 0, record.get("started") or 0)
         if trust_staleness and time.time() - last > STALE_S:
             self.runner.stop(job)
-            self._mark_gone(run_id, f"Its Ray job {job} sent no heartbeat for {time.time() - last:.0f} s and was stopped")
+            self._mark_gone(
+                run_id, f"Its Ray job {job} sent no heartbeat for {time.time() - last:.0f} s and was stopped"
+            )
 
     def _mark_gone(self, run_id: str, reason: str) -> None:
         # A run that was asked to stop and then died counts as stopped, not interrupted.
@@ -333,7 +370,7 @@ class Jobs:
             records = self.store.list_runs()
             running = [r for r in records if r["status"] == "running"]
             used = {r.get("slot") for r in running}
-            free = [s for s in range(slots) if s not in used][:max(slots - len(running), 0)]
+            free = [s for s in range(slots) if s not in used][: max(slots - len(running), 0)]
             queued = sorted((r for r in records if r["status"] == "queued"), key=lambda r: (r["created"], r["id"]))
             for record, slot in zip(queued, free):
                 if self.store.transition(record["id"], "running", slot=slot, pid=None):
@@ -360,8 +397,13 @@ class Jobs:
             with open(run_dir / "worker.log", "ab") as log:
                 proc = subprocess.Popen(
                     [sys.executable, "-m", "studio.worker", "--workspace", str(self.ws.root), run_id],
-                    cwd=str(PROJECT_ROOT), env=env, stdout=log, stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL, start_new_session=True)
+                    cwd=str(PROJECT_ROOT),
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         except OSError as e:
             self.store.transition(run_id, "failed", error=f"Could not start the worker: {e}")
             return
@@ -404,8 +446,7 @@ class Jobs:
         if self._record(run_id)["status"] != "running":
             return
         self.store.request_stop(run_id)
-        threading.Thread(target=self._escalate, args=(run_id, grace), daemon=True,
-                         name=f"stop-{run_id}").start()
+        threading.Thread(target=self._escalate, args=(run_id, grace), daemon=True, name=f"stop-{run_id}").start()
 
     def _escalate(self, run_id: str, grace: float) -> None:
         began = time.monotonic()
@@ -435,8 +476,11 @@ class Jobs:
                 if not process_alive(pid, run_id):
                     break
                 time.sleep(0.1)
-        if self.store.transition(run_id, "stopped", error=(
-                f"It did not stop within {grace:g} s and was killed; its last checkpoint is kept.")):
+        if self.store.transition(
+            run_id,
+            "stopped",
+            error=(f"It did not stop within {grace:g} s and was killed; its last checkpoint is kept."),
+        ):
             self.store.set_report_token(run_id, None)
 
     def _kill(self, run_id: str, pid: int, sig) -> None:
@@ -462,19 +506,24 @@ class Jobs:
         its first checkpoint, starts again with the same settings and id (its log says so)."""
         record = self._record(run_id)
         if record["status"] not in RESUMABLE:
-            raise JobError(f"Only an interrupted, stopped or failed run can be resumed; this one is {record['status']}.")
+            raise JobError(
+                f"Only an interrupted, stopped or failed run can be resumed; this one is {record['status']}."
+            )
         if record["kind"] != "train":
             raise JobError("A learning-rate finder has nothing to resume; run it again.")
         last = self.ws.run_dir(run_id) / "checkpoints" / "last.pt"
         # 'Free the disk' removes the checkpoints folder and keeps the record; starting such a run
         # again would overwrite the epochs that record keeps.
         if not last.parent.is_dir() and self.store.epoch_metrics(run_id):
-            raise JobError(f"Run {run_id} has no checkpoint left to resume from (its disk was freed); "
-                           "clone it to train again.")
+            raise JobError(
+                f"Run {run_id} has no checkpoint left to resume from (its disk was freed); clone it to train again."
+            )
         from trainers.callbacks import checkpoint_complete
+
         if last.is_file() and not checkpoint_complete(last):
-            raise JobError(f"Run {run_id}'s last checkpoint is truncated or damaged, so it cannot resume; "
-                           "clone it to start again.")
+            raise JobError(
+                f"Run {run_id}'s last checkpoint is truncated or damaged, so it cannot resume; clone it to start again."
+            )
         self._checked(record["config"])  # the dataset may have gone since
         # A sweep's trial resumes as a run of its own (its Tune job is over or busy with the others).
         if not self.store.transition(run_id, "queued", resume=True, job=None, node=None, tune=False):

@@ -2,7 +2,7 @@
 checkpoint loads, Try answers in the task's view, the inspections it lists answer, and a task
 that exports gives a bundle whose demo answers. Nothing here names a task: a task added to the
 registry and to nothing else is tested too, as the test-only task registered below shows
-(it also appears in the Train tab's choices)."""
+(it also appears in the Train tab's choices, with its own setting as a field)."""
 
 import types
 
@@ -16,6 +16,7 @@ from studio.checkpoints import load_checkpoint
 from studio.ui.context import StudioContext
 from trainers import fit
 from trainers.tasks import TASKS
+from trainers.tasks.base import Setting
 from trainers.tasks.classify import Classify
 from conftest import write_colour_classes
 from test_gan import write_images
@@ -35,12 +36,12 @@ WRITERS = {
 class TinyNet(nn.Module):
     """Two convolutions and a linear head: a network no other task uses."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self, n_classes: int, width: int = 8):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU()
+            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
         )
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, n_classes))
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, n_classes))
 
     def forward(self, x):
         return self.head(self.features(x))
@@ -51,17 +52,21 @@ class TinyClassify(Classify):
 
     name = "tiny_test_classify"
     dataset_kinds = ()  # never guessed from a dataset; chosen by name
+    settings_spec = Classify.settings_spec + (
+        Setting("tiny_width", int, 8, "Channels of the tiny network's convolutions.", low=1, main=True),
+    )
 
     def build(self, config, device):
         parts = super().build(config, device)
-        parts.model = TinyNet(len(parts.info["classes"]))
+        parts.model = TinyNet(len(parts.info["classes"]), self.read_settings(config)["tiny_width"])
+        parts.info["tiny_width"] = parts.model.head[-1].in_features
         return parts
 
     def model_from_checkpoint(self, config, info):
-        return TinyNet(len(info["classes"]))
+        return TinyNet(len(info["classes"]), info["tiny_width"])
 
     def smoke_config(self, data, train):
-        return {**super().smoke_config(data, train), "extra": {"activation_stats": True}}
+        return {**super().smoke_config(data, train), "extra": {"activation_stats": True, "tiny_width": 4}}
 
 
 def kind_of(task) -> str:
@@ -178,14 +183,40 @@ def test_export_and_demo_answer_where_the_task_exports(runs, name, tmp_path):
     assert answer and (isinstance(answer, Image.Image) or abs(sum(answer.values()) - 1) < 1e-3)
 
 
-def test_a_registered_task_appears_in_the_train_tab(registered, module_tmp):
-    from studio.ui import build_app
+def test_a_registered_task_appears_in_the_train_tab_with_its_settings(registered, module_tmp):
+    import gradio as gr
+
+    from studio.ui import build_app, task_options
 
     ctx = StudioContext.open(module_tmp / "workspace")
     try:
         demo = build_app(ctx)
-        task_menu = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "train-task")
-        values = [value for _, value in task_menu.choices]
+        blocks = {getattr(b, "elem_id", None): b for b in demo.blocks.values()}
+        values = [value for _, value in blocks["train-task"].choices]
         assert TinyClassify.name in values and set(TASKS) <= set(values)
+        # its own setting is a field of the Train tab, as its Setting declares it
+        width = blocks["train-tiny-test-classify-tiny-width"]
+        assert isinstance(width, gr.Number) and width.value == 8 and width.label == "Tiny width"
+        assert width.info == "Channels of the tiny network's convolutions." and width.minimum == 1
+        # the form's values of its fields become the config's extra, by setting name
+        with gr.Blocks():
+            dataset, task_menu = gr.Dropdown(["colours"]), gr.Dropdown(values)
+            options = task_options.build(ctx, dataset, task_menu)
+        shown = [f.value for f in options.inputs]
+        assert options.extra(TinyClassify.name, shown) == {}  # every field at its default
+        at = next(
+            i for i, (owner, s) in enumerate(options.keys) if owner == TinyClassify.name and s.name == "tiny_width"
+        )
+        shown[at] = 4
+        assert options.extra(TinyClassify.name, shown) == {"tiny_width": 4}
+        assert options.extra("classify", shown) == {}  # another task's fields are not its settings
+        shown[at] = 2.5
+        with pytest.raises(task_options.OptionsError, match="'Tiny width' must be a whole number"):
+            options.extra(TinyClassify.name, shown)
     finally:
         ctx.store.close()
+
+
+def test_a_registered_tasks_setting_reaches_its_run(runs):
+    loaded = load_checkpoint(runs.folders[TinyClassify.name])
+    assert loaded.model.head[-1].in_features == 4  # smoke_config's extra.tiny_width, through RunConfig

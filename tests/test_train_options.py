@@ -2,6 +2,7 @@
 among the restore runs, a style run its style image (from the dataset or uploaded: hostile
 uploads refused, the rest kept in the workspace), and what the form makes is a config the
 jobs accept."""
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,6 +13,7 @@ from studio.datasets.samples import install_samples
 from studio.ui import task_options, train_tab
 from studio.ui.context import StudioContext
 from trainers import ConfigError
+from trainers.tasks import get_task
 
 
 @pytest.fixture
@@ -22,14 +24,36 @@ def ctx(tmp_path):
     ctx.store.close()
 
 
-def form(task, dataset="photos", **changes):
-    """The Train tab's values for `task` as the tab shows them after choosing it."""
+def form(task, dataset="photos", options=None, **changes):
+    """The Train tab's values for `task` as the tab shows them after choosing it, and the task's
+    own settings as its fields give them (`options`, by setting name; the rest as shown)."""
     size, batch, epochs, lr, freeze, _ = train_tab.task_settings(task)
-    values = dict(dataset=dataset, task=task, arch="resnet18", pretrained=False, image_size=size, batch_size=batch,
-                  epochs=epochs, lr=lr["value"], freeze_epochs=freeze, mixed_precision=True, seed=42, budget="none",
-                  generator_run=None, style_mode="network", style_image=None, content_image=None, steps=100)
+    values = dict(
+        dataset=dataset,
+        task=task,
+        arch="resnet18",
+        pretrained=False,
+        image_size=size,
+        batch_size=batch,
+        epochs=epochs,
+        lr=lr["value"],
+        freeze_epochs=freeze,
+        mixed_precision=True,
+        seed=42,
+        budget="none",
+    )
     values.update(changes)
-    return list(values.values())
+    shown = {s.name: shown_value(s) for s in task_options.form_settings(get_task(task))}
+    return {**values, "extra": task_options.task_extra(get_task(task), {**shown, **(options or {})})}
+
+
+def shown_value(setting):
+    """What a field shows before anyone changes it (task_options.field)."""
+    if setting.widget:
+        return None
+    if setting.optional or setting.default is None:
+        return task_options.DEFAULT if (setting.choices or setting.kind is bool) else None
+    return setting.default
 
 
 def test_choosing_a_task_shows_its_own_defaults():
@@ -43,18 +67,18 @@ def test_choosing_a_task_shows_its_own_defaults():
 
 
 def test_a_gan_needs_a_restore_run_and_lists_only_those_with_a_checkpoint(ctx):
-    with pytest.raises(task_options.OptionsError, match="choose one under 'Generator'"):
-        train_tab.make_config(*form("gan", dataset="photos"))
+    with pytest.raises(task_options.OptionsError, match="Choose 'Generator' first: the finished restore run"):
+        form("gan", dataset="photos")
     restore = ctx.store.create_run({"task": "restore", "data": "photos"}, name="clean-up")
     ctx.store.create_run({"task": "classify", "data": "digits"})
-    assert task_options.generator_runs(ctx.store, ctx.workspace) == []  # queued, no checkpoint yet
+    assert task_options.finished_runs(ctx.store, ctx.workspace, ("restore",)) == []  # queued, no checkpoint yet
     ctx.store.transition(restore["id"], "running")
     ctx.store.transition(restore["id"], "completed")
     (ctx.workspace.run_dir(restore["id"]) / "checkpoints").mkdir(parents=True)
     (ctx.workspace.run_dir(restore["id"]) / "checkpoints" / "best.pt").write_bytes(b"")
-    runs = task_options.generator_runs(ctx.store, ctx.workspace)
+    runs = task_options.finished_runs(ctx.store, ctx.workspace, ("restore",))
     assert [value for _, value in runs] == [restore["id"]] and "clean-up" in runs[0][0]
-    config = train_tab.make_config(*form("gan", generator_run=restore["id"]))
+    config = train_tab.make_config(**form("gan", options={"generator_run": restore["id"]}))
     assert config["extra"] == {"generator_run": restore["id"]} and config["lr"] is None
 
 
@@ -63,17 +87,21 @@ def test_a_style_run_from_the_form_is_a_config_the_jobs_accept(ctx):
     labels = [label for label, _ in pictures]
     assert "photos/hubble_deep_field.png" in labels
     hubble = dict(pictures)["photos/hubble_deep_field.png"]
-    with pytest.raises(task_options.OptionsError, match="Choose the style image"):
-        train_tab.make_config(*form("style"))
-    config = train_tab.make_config(*form("style", style_image=hubble, style_mode="gatys", steps="20"))
+    with pytest.raises(task_options.OptionsError, match="Choose 'Style image' first"):
+        form("style")
+    config = train_tab.make_config(**form("style", options=dict(style_image=hubble, mode="gatys", steps="20")))
     assert config["extra"] == {"mode": "gatys", "style_image": hubble, "steps": 20}
     checked = ctx.jobs._checked(config)  # what submit validates: paths inside the workspace, settings
     assert checked["extra"]["style_image"] == hubble and checked["task"] == "style"
     with pytest.raises(task_options.OptionsError, match="'Steps' must be a whole number"):
-        train_tab.make_config(*form("style", style_image=hubble, style_mode="gatys", steps="2.5"))
+        form("style", options=dict(style_image=hubble, mode="gatys", steps="2.5"))
+    # a setting for Gatys alone is left out of a network run's config
+    assert train_tab.make_config(**form("style", options=dict(style_image=hubble, steps=7)))["extra"] == {
+        "style_image": hubble
+    }
     outside = str(ctx.workspace.root.parent / "elsewhere.png")
     with pytest.raises(ConfigError, match="inside the workspace"):
-        ctx.jobs._checked(train_tab.make_config(*form("style", style_image=outside)))
+        ctx.jobs._checked(train_tab.make_config(**form("style", options={"style_image": outside})))
 
 
 def test_an_uploaded_style_image_is_checked_and_kept_in_the_workspace_once(ctx, tmp_path):
@@ -87,14 +115,21 @@ def test_an_uploaded_style_image_is_checked_and_kept_in_the_workspace_once(ctx, 
     Image.fromarray(rgba, "RGBA").save(tmp_path / "again.png")
     assert uploads.keep_picture(ctx.workspace, tmp_path / "again.png") == kept  # same picture, one file
     assert ("uploaded · " + kept.name, str(kept)) in task_options.picture_choices(ctx.workspace, "photos")
-    ctx.jobs._checked(train_tab.make_config(*form("style", style_image=str(kept))))
+    ctx.jobs._checked(train_tab.make_config(**form("style", options={"style_image": str(kept)})))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda p: p.write_text("not a picture"), "is not an image"),
-    (lambda p: p.write_bytes(_png(64)[:200]), "damaged or truncated"),
-    (lambda p: Image.new("1", (7000, 6000)).save(p), "over the limit of 40,000,000"),  # one limit for every entry point
-], ids=["text", "truncated", "oversized"])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_text("not a picture"), "is not an image"),
+        (lambda p: p.write_bytes(_png(64)[:200]), "damaged or truncated"),
+        (
+            lambda p: Image.new("1", (7000, 6000)).save(p),
+            "over the limit of 40,000,000",
+        ),  # one limit for every entry point
+    ],
+    ids=["text", "truncated", "oversized"],
+)
 def test_hostile_uploads_are_refused_and_nothing_is_kept(ctx, tmp_path, make, message):
     path = tmp_path / "upload.png"
     make(path)
@@ -121,8 +156,8 @@ def test_form_says_whether_weights_are_here_and_where_a_file_goes(tmp_path, monk
     assert "the run stops" in train_tab.weights_note("resnet34", "on")
     write_fake_weights("resnet34")
     assert train_tab.weights_note("resnet34", "auto").startswith("✓")
-    assert train_tab.make_config(*form("classify", dataset="digits", pretrained="auto"))["pretrained"] == "auto"
-    assert train_tab.make_config(*form("classify", dataset="digits", pretrained="on"))["pretrained"] is True
+    assert train_tab.make_config(**form("classify", dataset="digits", pretrained="auto"))["pretrained"] == "auto"
+    assert train_tab.make_config(**form("classify", dataset="digits", pretrained="on"))["pretrained"] is True
 
 
 def test_form_defaults_fit_the_pictures_and_take_a_budget(ctx):
@@ -134,8 +169,8 @@ def test_form_defaults_fit_the_pictures_and_take_a_budget(ctx):
     assert shapes["task"] == "segment" and shapes["image_size"] == 64 and "budget_s" not in shapes
     config = ctx.jobs._checked(dict(digits, data="digits"))
     assert config["budget_s"] == 60 and config["image_size"] == 32
-    assert train_tab.make_config(*form("classify", dataset="digits", budget="600"))["budget_s"] == 600
-    assert "budget_s" not in train_tab.make_config(*form("classify", dataset="digits"))
+    assert train_tab.make_config(**form("classify", dataset="digits", budget="600"))["budget_s"] == 600
+    assert "budget_s" not in train_tab.make_config(**form("classify", dataset="digits"))
     size, batch, why = train_tab.data_sizes(ctx.workspace, "digits", "classify")
     assert (size, batch) == (32, 32) and "never enlarged" in why
     run_id = ctx.jobs.submit(dict(digits, data="digits"), kind="estimate")

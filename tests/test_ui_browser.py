@@ -1,6 +1,7 @@
 """The studio in a real headless Chromium: pick a dataset in Train, Start, watch the loss plot
 gain points and the sample grid appear until the run completes; then start a long run and
 stop it from the page."""
+
 import time
 
 import pytest
@@ -11,7 +12,6 @@ from test_ui_api import Studio, write_tiny_dataset
 WAIT_MS = 150_000
 
 pytestmark = needs_chromium
-
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,12 @@ def fill_settings(page, epochs, batch_size):
     page.locator("#train-dataset input").click()
     page.get_by_role("option", name="colours", exact=True).click()
     page.get_by_text("colours: classify dataset").wait_for()
-    for label, value in [("Image size", "32"), ("Batch size", str(batch_size)), ("Epochs", str(epochs)),
-                         ("Frozen epochs", "0")]:
+    for label, value in [
+        ("Image size", "32"),
+        ("Batch size", str(batch_size)),
+        ("Epochs", str(epochs)),
+        ("Frozen epochs", "0"),
+    ]:
         page.get_by_label(label, exact=True).fill(value)
     # The epochs typed here count only without a time budget (a budget sets them from a rehearsal).
     page.locator("#train-budget").get_by_label("no limit").check()
@@ -76,8 +80,10 @@ def test_a_long_run_stops_from_the_page(page):
     fill_settings(page, epochs=200, batch_size=4)
     page.locator("#train-start").click()
     page.locator("#train-status [data-status=running]").wait_for(timeout=WAIT_MS)
-    page.wait_for_function(LOSS_POINTS.replace("return trace ? trace.x.length : 0;",
-                                               "return trace && trace.x.length > 0;"), timeout=WAIT_MS)
+    page.wait_for_function(
+        LOSS_POINTS.replace("return trace ? trace.x.length : 0;", "return trace && trace.x.length > 0;"),
+        timeout=WAIT_MS,
+    )
     stop = page.locator("#train-stop")
     assert stop.is_enabled()
     stop.click()
@@ -96,23 +102,28 @@ def test_each_task_brings_its_defaults_and_its_own_settings(page):
     its style image, and Gatys for a content photo and steps; back to classify, all as before."""
     lr = page.locator("#train-lr textarea, #train-lr input").first
     choose_task(page, "gan")
-    page.locator("#train-generator-run").wait_for(state="visible")
-    page.wait_for_function("() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
-                           " return e && e.value === ''; }")
+    page.locator("#train-gan-generator-run").wait_for(state="visible")
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#train-lr textarea, #train-lr input'); return e && e.value === ''; }"
+    )
     assert page.get_by_role("button", name="Find learning rate").is_hidden()
     choose_task(page, "wgan")
-    page.wait_for_function("() => document.querySelector('#train-generator-run') === null || "
-                           "document.querySelector('#train-generator-run').offsetParent === null")
+    page.wait_for_function(
+        "() => document.querySelector('#train-gan-generator-run') === null || "
+        "document.querySelector('#train-gan-generator-run').offsetParent === null"
+    )
     assert page.get_by_label("Image size", exact=True).input_value() == "64"
     choose_task(page, "style")
-    page.locator("#train-style-image").wait_for(state="visible")
-    assert page.locator("#train-content-image").is_hidden()
+    page.locator("#train-style-style-image").wait_for(state="visible")
+    assert page.locator("#train-style-content-image").is_hidden()
     page.get_by_label("Optimise one picture (Gatys): a short job, no network").check()
-    page.locator("#train-content-image").wait_for(state="visible")
+    page.locator("#train-style-content-image").wait_for(state="visible")
     choose_task(page, "classify")
-    page.locator("#train-style-image").wait_for(state="hidden")
-    page.wait_for_function("() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
-                           " return e && e.value === '0.003'; }")
+    page.locator("#train-style-style-image").wait_for(state="hidden")
+    page.wait_for_function(
+        "() => { const e = document.querySelector('#train-lr textarea, #train-lr input');"
+        " return e && e.value === '0.003'; }"
+    )
     # The colour pictures are 32 px: classify's size fits them rather than upsampling to 128.
     assert page.get_by_label("Image size", exact=True).input_value() == "32" and lr.is_visible()
     assert page.get_by_role("button", name="Find learning rate").is_visible()

@@ -1,10 +1,12 @@
-"""The Train tab's settings that only some tasks have, shown for those tasks alone.
-
-gan: the restore run whose generator it starts from. style: the mode (train a network, or Gatys:
-optimise one picture), the style image, and for Gatys the content photo and the number of steps.
-Pictures are chosen from the chosen dataset or uploaded (studio.uploads keeps them in the
-workspace, since a run may only name files inside it). The values become the config's `extra`.
+"""The Train tab's settings that belong to one task, built from the registry: every task's
+`extra` settings (trainers/tasks: Task.all_settings, each a Setting with its type, default, range
+or choices and help) become fields in a group shown while that task is chosen. Nothing here names
+a task: a Setting says when it needs more than a typed field (`widget`: a finished run to start
+from, or a picture from the dataset or uploaded; studio.uploads keeps uploads in the workspace,
+since a run may only name files inside it). The values that differ from a setting's default
+become the config's `extra`.
 """
+
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,21 +18,31 @@ from studio.datasets.sources import image_files
 
 from .context import user_errors
 
-STYLE_MODES = [("Train a network (Johnson): stylises any photo in one pass", "network"),
-               ("Optimise one picture (Gatys): a short job, no network", "gatys")]
-GATYS_STEPS = 100
+DEFAULT = "(default)"  # an optional choice left to the task; never a value of its own
+YES_NO = {"on": True, "off": False}
 
 
 class OptionsError(ValueError):
     """A task setting the form cannot turn into a config; said to the user as it is."""
 
 
-def generator_runs(store, workspace) -> list:
-    """(label, run id) of the completed restore runs with a checkpoint: those a gan may start from
-    (studio.jobs accepts no other)."""
+def form_settings(task) -> list:
+    """The settings of `task` a form shows (lists are set in a config file): its main ones first,
+    then the rest of its own, then its loop's."""
+    own = [s for s in task.settings_spec if s.kind is not list]
+    return (
+        [s for s in own if s.main]
+        + [s for s in own if not s.main]
+        + [s for s in task.common_settings if s.kind is not list]
+    )
+
+
+def finished_runs(store, workspace, tasks) -> list:
+    """(label, run id) of the completed training runs of `tasks` with a checkpoint: those a
+    setting of widget "run" may name (studio.jobs accepts no other)."""
     choices = []
     for r in store.list_runs():
-        if r["kind"] != "train" or r["task"] != "restore" or r["status"] != "completed":
+        if r["kind"] != "train" or r["task"] not in tasks or r["status"] != "completed":
             continue
         folder = workspace.run_dir(r["id"]) / "checkpoints"
         if (folder / "best.pt").is_file() or (folder / "last.pt").is_file():
@@ -51,62 +63,165 @@ def picture_choices(workspace, dataset) -> list:
     return found
 
 
-def task_extra(task, generator_run, style_mode, style_image, content_image, steps) -> dict:
-    """The config's `extra` for these form values; an OptionsError when a needed one is missing."""
-    if task == "gan":
-        if not generator_run:
-            raise OptionsError("A gan run starts from a restore run's generator: choose one under 'Generator' "
-                               "(train a restore run first if there is none).")
-        return {"generator_run": generator_run}
-    if task == "style":
-        if not style_image:
-            raise OptionsError("Choose the style image (a picture of the dataset, or upload one).")
-        extra = {"mode": style_mode or "network", "style_image": style_image}
-        if extra["mode"] == "gatys":
-            if content_image:
-                extra["content_image"] = content_image
-            if steps in (None, ""):
-                raise OptionsError("'Steps' is empty: give how many optimisation steps Gatys takes, e.g. 100.")
-            if float(steps) != int(float(steps)) or int(float(steps)) < 1:
-                raise OptionsError(f"'Steps' must be a whole number of at least 1, not {steps}.")
-            extra["steps"] = int(float(steps))
-        return extra
-    return {}
+def form_value(setting, value):
+    """A field's value as the config holds it, or None for "left to the default"."""
+    if value is None or value == "" or value == DEFAULT:
+        return None
+    if setting.kind is bool:
+        return YES_NO.get(value, value) if setting.optional or setting.default is None else bool(value)
+    if setting.kind in (int, float):
+        number = float(value)
+        if setting.kind is int:
+            if number != int(number):
+                raise OptionsError(f"'{setting.title}' must be a whole number, not {value}.")
+            number = int(number)
+        if setting.low is not None and number < setting.low:
+            raise OptionsError(f"'{setting.title}' must be at least {setting.low:g}, not {value}.")
+        return number
+    return value
 
 
-def build(ctx, dataset, task):
-    """The options' components (inside the caller's layout) and their wiring to `dataset` and
-    `task`. Returns .inputs (in task_extra's order after the task) and .refresh(task, dataset)."""
+def applies(setting, values: dict) -> bool:
+    """Whether a setting applies with the other values of the form (Setting.when)."""
+    if not setting.when:
+        return True
+    other, wanted = setting.when
+    return values.get(other) == wanted
+
+
+def task_extra(task, values: dict) -> dict:
+    """The config's `extra` for a task's form values ({setting name: field value}): the settings
+    that apply and differ from their defaults; an OptionsError when a needed one is missing."""
+    settings = form_settings(task)
+    read = {s.name: form_value(s, values.get(s.name)) for s in settings}
+    current = {s.name: s.default if read[s.name] is None else read[s.name] for s in settings}
+    extra = {}
+    for s in settings:
+        value = read[s.name]
+        if not applies(s, current):
+            continue
+        if value is None and s.required:
+            raise OptionsError(f"Choose '{s.title}' first: {s.help[0].lower() + s.help[1:]}")
+        if value is not None and value != s.default:
+            extra[s.name] = value
+    return extra
+
+
+def field(task, setting):
+    """The Gradio component that asks for one setting (inside the caller's layout)."""
+    common = dict(label=setting.title, info=setting.help, elem_id=element_id(task, setting))
+    if setting.widget in ("run", "picture"):
+        return gr.Dropdown([], value=None, **common)
+    if setting.choices:
+        labels = setting.choice_labels or setting.choices
+        choices = list(zip(labels, setting.choices))
+        if setting.optional or setting.default is None:
+            return gr.Dropdown([(DEFAULT, DEFAULT), *choices], value=DEFAULT, **common)
+        return gr.Radio(choices, value=setting.default, **common)
+    if setting.kind is bool:
+        if setting.optional or setting.default is None:
+            return gr.Radio([DEFAULT, "on", "off"], value=DEFAULT, **common)
+        return gr.Checkbox(setting.default, **common)
+    if setting.kind in (int, float):
+        return gr.Number(setting.default, precision=0 if setting.kind is int else None, minimum=setting.low, **common)
+    return gr.Textbox(setting.default or "", **common)
+
+
+def element_id(task, setting, suffix="") -> str:
+    return f"train-{task.name}-{setting.name}{suffix}".replace("_", "-")
+
+
+def build(ctx, dataset, task_menu):
+    """The options of every registered task (inside the caller's layout), each task's in a group
+    shown while it is chosen, wired to `dataset` and `task_menu`. Returns .inputs (every field, in
+    order), .extra(task name, field values) -> the config's extra, and .refresh(task, dataset)."""
+    from trainers.tasks import TASKS
+
     ws, store = ctx.workspace, ctx.store
-    with gr.Group(visible=False) as gan_box:
-        generator = gr.Dropdown([], value=None, label="Generator", elem_id="train-generator-run",
-                                info="The finished restore run whose U-Net the GAN starts from and keeps improving.")
-    with gr.Group(visible=False) as style_box:
-        mode = gr.Radio(STYLE_MODES, value="network", label="Style transfer", elem_id="train-style-mode")
-        style_image = gr.Dropdown([], value=None, label="Style image", elem_id="train-style-image",
-                                  info="The picture whose style is copied.")
-        upload = gr.UploadButton("Upload a style image", file_types=["image"], type="filepath", size="sm",
-                                 elem_id="train-style-upload")
-        with gr.Row(visible=False) as gatys_row:
-            content_image = gr.Dropdown([], value=None, label="Content photo", elem_id="train-content-image",
-                                        info="The photo repainted in the style (blank: the dataset's first).")
-            steps = gr.Number(GATYS_STEPS, label="Steps", precision=0, minimum=1, info="Adam steps on the pixels.")
-        upload_note = gr.Markdown("")
+    groups, fields, keys = {}, [], []  # keys[i]: (task name, Setting) of fields[i]
+    pickers = []  # (task name, Setting, field) of the fields that list runs or pictures
+    for name, task in TASKS.items():
+        settings = form_settings(task)
+        if not settings:
+            continue
+        with gr.Group(visible=False) as groups[name]:
+            made, boxes = {}, {}
+            main, more = [s for s in settings if s.main], [s for s in settings if not s.main]
+            for setting in main:
+                made[setting.name], boxes[setting.name] = setting_box(ws, task, setting, dataset)
+            if more:
+                with gr.Accordion(f"More {name} settings", open=False):
+                    for setting in more:
+                        made[setting.name], boxes[setting.name] = setting_box(ws, task, setting, dataset)
+            for setting in settings:
+                fields.append(made[setting.name])
+                keys.append((name, setting))
+                if setting.widget:
+                    pickers.append((name, setting, made[setting.name]))
+            wire_conditions(settings, made, boxes)
 
-    def refresh(task_name, dataset_name, style_value=None, content_value=None):
+    def extra(task_name, values) -> dict:
+        if task_name not in TASKS:
+            return {}
+        mine = {s.name: v for (owner, s), v in zip(keys, values) if owner == task_name}
+        return task_extra(TASKS[task_name], mine)
+
+    def refresh(task_name, dataset_name, *current):
         pictures = picture_choices(ws, dataset_name)
         paths = [p for _, p in pictures]
-        runs = generator_runs(store, ws) if task_name == "gan" else []
-        return (gr.update(visible=task_name == "gan"),
-                gr.update(choices=runs, value=runs[0][1] if runs else None),
-                gr.update(visible=task_name == "style"),
-                gr.update(choices=pictures, value=style_value if style_value in paths else None),
-                gr.update(choices=pictures, value=content_value if content_value in paths else None))
+        updates = [gr.update(visible=task_name == name) for name in groups]
+        for (owner, setting, _), value in zip(pickers, current):
+            if setting.widget == "run":
+                runs = finished_runs(store, ws, setting.runs_of) if owner == task_name else []
+                updates.append(gr.update(choices=runs, value=runs[0][1] if runs else None))
+            else:
+                updates.append(gr.update(choices=pictures, value=value if value in paths else None))
+        return updates
 
-    outputs = [gan_box, generator, style_box, style_image, content_image]
-    task.change(refresh, [task, dataset, style_image, content_image], outputs, api_visibility="private")
-    dataset.change(refresh, [task, dataset, style_image, content_image], outputs, api_visibility="private")
-    mode.change(lambda m: gr.update(visible=m == "gatys"), mode, gatys_row, api_visibility="private")
+    outputs = [*groups.values(), *(f for _, _, f in pickers)]
+    inputs = [task_menu, dataset, *(f for _, _, f in pickers)]
+    task_menu.change(refresh, inputs, outputs, api_visibility="private")
+    dataset.change(refresh, inputs, outputs, api_visibility="private")
+    return SimpleNamespace(inputs=fields, keys=keys, extra=extra, refresh=refresh, outputs=outputs, groups=groups)
+
+
+def setting_box(ws, task, setting, dataset):
+    """(field, what to show or hide with it): a setting that applies only sometimes, or a picture
+    with its upload button, sits in a column of its own."""
+    if not setting.when and setting.widget != "picture":
+        return field(task, setting), None
+    with gr.Column(visible=applies(setting, {}), elem_id=element_id(task, setting, "-box")) as box:
+        made = field(task, setting)
+        if setting.widget == "picture":
+            wire_upload(ws, task, setting, made, dataset)
+    return made, box
+
+
+def wire_conditions(settings, made, boxes):
+    """Show a setting with `when` only while the setting it depends on has that value."""
+    for setting in settings:
+        if not setting.when or setting.when[0] not in made:
+            continue
+        shown = boxes[setting.name] or made[setting.name]
+        made[setting.when[0]].change(
+            lambda v, wanted=setting.when[1]: gr.update(visible=v == wanted),
+            made[setting.when[0]],
+            shown,
+            api_visibility="private",
+        )
+
+
+def wire_upload(ws, task, setting, picker, dataset):
+    """An upload button under a picture field: the picture is checked, kept in the workspace's
+    uploads and chosen."""
+    button = gr.UploadButton(
+        f"Upload a {setting.title.lower()}",
+        file_types=["image"],
+        type="filepath",
+        size="sm",
+        elem_id=element_id(task, setting, "-upload"),
+    )
+    note = gr.Markdown("")
 
     @user_errors
     def on_upload(path, dataset_name):
@@ -114,9 +229,9 @@ def build(ctx, dataset, task):
             kept = uploads.keep_picture(ws, path)
         except DatasetError as e:
             return gr.skip(), f"⚠ {e}"
-        return (gr.update(choices=picture_choices(ws, dataset_name), value=str(kept)),
-                f"Kept as {Path(kept).name} in the workspace's uploads.")
+        return (
+            gr.update(choices=picture_choices(ws, dataset_name), value=str(kept)),
+            f"Kept as {Path(kept).name} in the workspace's uploads.",
+        )
 
-    upload.upload(on_upload, [upload, dataset], [style_image, upload_note], api_visibility="private")
-    return SimpleNamespace(inputs=[generator, mode, style_image, content_image, steps], refresh=refresh,
-                           outputs=outputs)
+    button.upload(on_upload, [button, dataset], [picker, note], api_visibility="private")

@@ -5,6 +5,7 @@ submits it and then follows it through the store. A gr.Timer asks the store ever
 TICK_S seconds whether the run changed (store.version) and sends only the parts of the view
 that did; when nothing changed every output is gr.skip(), so an idle page costs nothing.
 """
+
 import html
 import time
 from types import SimpleNamespace
@@ -30,22 +31,30 @@ ACTIVE = ("queued", "running")
 def task_names() -> list:
     """Every task of the registry, in its order (a task registered later is listed too)."""
     from trainers.tasks import TASKS
+
     return list(TASKS)
 
 
 def task_for_kind(kind):
     """The first task of the registry that trains on datasets of this kind (Task.dataset_kinds)."""
     from trainers.tasks import TASKS
+
     return next((name for name, task in TASKS.items() if kind in task.dataset_kinds), None)
 
 
 class SettingsError(ValueError):
     """A setting typed in the form that cannot become a config (the trainers check the rest)."""
-PRETRAINED_INFO = ("ImageNet weights through torchvision. auto: used when they are on this machine or can be "
-                   "downloaded, else the run trains from scratch and says so; on: the run stops if they are missing.")
+
+
+PRETRAINED_INFO = (
+    "ImageNet weights through torchvision. auto: used when they are on this machine or can be "
+    "downloaded, else the run trains from scratch and says so; on: the run stops if they are missing."
+)
 BUDGETS = [("about 1 minute", "60"), ("about 10 minutes", "600"), ("no limit", "none")]
-BUDGET_INFO = ("The run measures a few batches on this machine before its first step and chooses the epochs "
-               "that fit; 'no limit' trains for the epochs below.")
+BUDGET_INFO = (
+    "The run measures a few batches on this machine before its first step and chooses the epochs "
+    "that fit; 'no limit' trains for the epochs below."
+)
 
 
 def task_budget(task) -> str:
@@ -55,6 +64,8 @@ def task_budget(task) -> str:
     found = TASKS.get(task)
     seconds = getattr(found, "form_budget_s", None) if found else None
     return "none" if seconds is None else f"{seconds:g}"
+
+
 PRETRAINED_CHOICES = [("auto", "auto"), ("on", "on"), ("off", "off")]
 PRETRAINED_VALUES = {"auto": "auto", "on": True, "off": False, True: True, False: False}
 
@@ -69,10 +80,15 @@ def weights_note(arch, choice) -> str:
     s = weights_status(arch or "resnet18")
     if s["present"]:
         return f"✓ ImageNet weights for {s['arch']} are on this machine (`{s['file']}`)."
-    then = ("the run stops: download them first" if choice == "on"
-            else "the run tries a download, and trains from scratch if that fails")
-    return (f"No ImageNet weights for {s['arch']} on this machine: {then}. Offline, put "
-            f"[`{s['file']}`]({s['url']}) in `{s['folder']}`.")
+    then = (
+        "the run stops: download them first"
+        if choice == "on"
+        else "the run tries a download, and trains from scratch if that fails"
+    )
+    return (
+        f"No ImageNet weights for {s['arch']} on this machine: {then}. Offline, put "
+        f"[`{s['file']}`]({s['url']}) in `{s['folder']}`."
+    )
 
 
 # --------------------------------------------------------------------------- reading settings
@@ -112,8 +128,10 @@ def parse_lr(text):
     try:
         return float(text)
     except ValueError:
-        raise SettingsError(f"The learning rate must be a number such as 0.003, or blank to let the "
-                          f"learning-rate finder choose; {text!r} is neither.") from None
+        raise SettingsError(
+            f"The learning rate must be a number such as 0.003, or blank to let the "
+            f"learning-rate finder choose; {text!r} is neither."
+        ) from None
 
 
 def _whole(value, label):
@@ -134,23 +152,41 @@ def parse_budget(choice):
         raise SettingsError(f"Choose a time budget from the list, not {choice!r}.") from None
 
 
-def make_config(dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed, budget="none", *options) -> dict:
-    """The config for the form's values; `options` are task_options' inputs (gan and style)."""
+def make_config(
+    dataset,
+    task,
+    arch,
+    pretrained,
+    image_size,
+    batch_size,
+    epochs,
+    lr,
+    freeze_epochs,
+    mixed_precision,
+    seed,
+    budget="none",
+    extra=None,
+) -> dict:
+    """The config for the form's values; `extra` is the task's own settings (task_options.task_extra)."""
     if not dataset:
         raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
     task = task or "classify"
     config = {
-        "task": task, "data": dataset, "arch": arch or "resnet18",
+        "task": task,
+        "data": dataset,
+        "arch": arch or "resnet18",
         "pretrained": PRETRAINED_VALUES.get(pretrained, "auto"),
-        "image_size": _whole(image_size, "Image size"), "batch_size": _whole(batch_size, "Batch size"),
-        "epochs": _whole(epochs, "Epochs"), "lr": parse_lr(lr), "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
-        "mixed_precision": bool(mixed_precision), "seed": _whole(seed, "Seed"),
+        "image_size": _whole(image_size, "Image size"),
+        "batch_size": _whole(batch_size, "Batch size"),
+        "epochs": _whole(epochs, "Epochs"),
+        "lr": parse_lr(lr),
+        "freeze_epochs": _whole(freeze_epochs, "Frozen epochs"),
+        "mixed_precision": bool(mixed_precision),
+        "seed": _whole(seed, "Seed"),
     }
     budget_s = parse_budget(budget)
     if budget_s is not None:
         config["budget_s"] = budget_s
-    extra = task_options.task_extra(task, *options) if options else {}
     if extra:
         config["extra"] = extra
     return config
@@ -164,11 +200,20 @@ def task_settings(task):
 
     d = RunConfig.defaults_for(task or task_names()[0])
     own_rate = d["lr"] is None
-    info = (f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
-            if own_rate else "Blank: the learning-rate finder chooses at the start of the run.")
+    info = (
+        f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
+        if own_rate
+        else "Blank: the learning-rate finder chooses at the start of the run."
+    )
     lr = "" if own_rate else f"{d['lr']:g}"
-    return (d["image_size"], d["batch_size"], d["epochs"], gr.update(value=lr, info=info),
-            d["freeze_epochs"], gr.update(visible=not own_rate))
+    return (
+        d["image_size"],
+        d["batch_size"],
+        d["epochs"],
+        gr.update(value=lr, info=info),
+        d["freeze_epochs"],
+        gr.update(visible=not own_rate),
+    )
 
 
 def data_sizes(workspace, name, task):
@@ -183,8 +228,14 @@ def data_sizes(workspace, name, task):
     if not found:
         return None
     native = found.get("native_side")
-    why = (f"Image size {found['image_size']} px from the pictures' own {native} px (never enlarged); "
-           f"batch {found['batch_size']} for {found['train_count']} training items.") if native else ""
+    why = (
+        (
+            f"Image size {found['image_size']} px from the pictures' own {native} px (never enlarged); "
+            f"batch {found['batch_size']} for {found['train_count']} training items."
+        )
+        if native
+        else ""
+    )
     return found["image_size"], found["batch_size"], why
 
 
@@ -196,10 +247,19 @@ def form_defaults(workspace, name) -> dict:
     task = task_for_dataset(workspace, name) or "classify"
     d = RunConfig.defaults_for(task)
     sizes = data_sizes(workspace, name, task)
-    config = {"task": task, "data": name, "arch": d["arch"], "pretrained": "auto",
-              "image_size": sizes[0] if sizes else d["image_size"], "batch_size": sizes[1] if sizes else d["batch_size"],
-              "epochs": d["epochs"], "lr": d["lr"], "freeze_epochs": d["freeze_epochs"],
-              "mixed_precision": d["mixed_precision"], "seed": d["seed"]}
+    config = {
+        "task": task,
+        "data": name,
+        "arch": d["arch"],
+        "pretrained": "auto",
+        "image_size": sizes[0] if sizes else d["image_size"],
+        "batch_size": sizes[1] if sizes else d["batch_size"],
+        "epochs": d["epochs"],
+        "lr": d["lr"],
+        "freeze_epochs": d["freeze_epochs"],
+        "mixed_precision": d["mixed_precision"],
+        "seed": d["seed"],
+    }
     budget_s = parse_budget(task_budget(task))
     if budget_s is not None:
         config["budget_s"] = budget_s
@@ -218,9 +278,11 @@ def estimate_text(record) -> str:
     if record["status"] != "completed" or not r.get("total_s"):
         return f"⚠ No estimate: {record.get('error') or record['status']}"
     finder = f", the LR finder {short(r['lr_finder_s'])}" if r.get("lr_finder_s") else ""
-    return (f"About **{short(r['total_s'])}** on {r.get('device', '?')}: {r['epochs']} epochs of about "
-            f"{r['epoch_s']:.1f} s ({r['batches_per_epoch']} batches of {r['batch_size']} at {r['image_size']} px), "
-            f"setup {r['setup_s']:.0f} s{finder}. Measured on a few batches; the run records its real time.")
+    return (
+        f"About **{short(r['total_s'])}** on {r.get('device', '?')}: {r['epochs']} epochs of about "
+        f"{r['epoch_s']:.1f} s ({r['batches_per_epoch']} batches of {r['batch_size']} at {r['image_size']} px), "
+        f"setup {r['setup_s']:.0f} s{finder}. Measured on a few batches; the run records its real time."
+    )
 
 
 # --------------------------------------------------------------------------- showing a run
@@ -236,9 +298,12 @@ def status_html(record) -> str:
     e = html.escape
     status = record["status"]
     what = " · ".join(e(str(record[k])) for k in ("task", "dataset") if record.get(k))
-    lines = [f"Showing <b>{e(record['name'])}</b> <code>{e(record['id'])}</code>"
-             + (f" ({what})" if what else "") + f": <b data-status='{e(status)}'>{e(status)}</b>"
-             + (f" on {e(record['device'])}" if record.get("device") else "")]
+    lines = [
+        f"Showing <b>{e(record['name'])}</b> <code>{e(record['id'])}</code>"
+        + (f" ({what})" if what else "")
+        + f": <b data-status='{e(status)}'>{e(status)}</b>"
+        + (f" on {e(record['device'])}" if record.get("device") else "")
+    ]
     epochs, batches = record.get("epochs") or 0, record.get("batches") or 0
     if record["kind"] == "train" and epochs:
         epoch, batch = record.get("epoch") or 0, record.get("batch") or 0
@@ -251,10 +316,14 @@ def status_html(record) -> str:
         lines.append(f"<progress value='{done:.3f}' max='1' style='width:100%'></progress> {progress}")
     if record.get("started"):
         end = record.get("ended") or time.time()
-        lines.append(f"time {clock(end - record['started'])}"
-                     + (f"; best {e(record.get('monitor') or 'metric')} {record['best_metric']:.4g}"
-                        if isinstance(record.get("best_metric"), (int, float)) and record.get("monitor") != "epoch"
-                        else ""))
+        lines.append(
+            f"time {clock(end - record['started'])}"
+            + (
+                f"; best {e(record.get('monitor') or 'metric')} {record['best_metric']:.4g}"
+                if isinstance(record.get("best_metric"), (int, float)) and record.get("monitor") != "epoch"
+                else ""
+            )
+        )
     if record.get("error"):
         lines.append(f"<span style='color:#c33'>{e(record['error'])}</span>")
     return "<div class='darkroom-run'>" + "<br>".join(lines) + "</div>"
@@ -282,8 +351,15 @@ def follow_view(workspace, store, run_id, sent, log_y, force=False):
         return skip
     record = store.get_run(run_id)
     if record is None:
-        return (status_html(None), plots.empty_figure("Loss"), None, None, "", gr.update(interactive=False),
-                {"run": None})
+        return (
+            status_html(None),
+            plots.empty_figure("Loss"),
+            None,
+            None,
+            "",
+            gr.update(interactive=False),
+            {"run": None},
+        )
     fresh = force or sent.get("run") != run_id
     out = []
 
@@ -300,8 +376,11 @@ def follow_view(workspace, store, run_id, sent, log_y, force=False):
     log = store.log_tail(run_id, LOG_LINES)
     page = status_html(record)
     part("status", page, lambda: page)
-    part("loss", (len(losses), losses[-1]["step"] if losses else 0, len(epochs), log_y),
-         lambda: plots.loss_figure(losses, epochs, log_y=bool(log_y), batches_per_epoch=record.get("batches")))
+    part(
+        "loss",
+        (len(losses), losses[-1]["step"] if losses else 0, len(epochs), log_y),
+        lambda: plots.loss_figure(losses, epochs, log_y=bool(log_y), batches_per_epoch=record.get("batches")),
+    )
     part("metrics", repr(epochs), lambda: metrics_frame(epochs))
     part("sample", samples[-1] if samples else None, lambda: served(workspace, samples[-1][1]) if samples else None)
     part("log", (len(log), log[-1] if log else None), lambda: "\n".join(log))
@@ -321,14 +400,19 @@ def form_from_config(workspace, config) -> tuple:
     data = Path(str(data)).name if data else None  # jobs.submit stores the dataset's folder
     lr_value = config.get("lr")
     keep = gr.skip()
-    return (gr.update(choices=names, value=data) if data in names else gr.update(choices=names),
-            config.get("task") or keep, config.get("arch") or keep,
-            {True: "on", False: "off", "auto": "auto"}.get(config.get("pretrained"), keep),
-            config.get("image_size") or keep, config.get("batch_size") or keep, config.get("epochs") or keep,
-            "" if lr_value is None else f"{lr_value:g}",
-            config["freeze_epochs"] if config.get("freeze_epochs") is not None else keep,
-            bool(config["mixed_precision"]) if "mixed_precision" in config else keep,
-            config["seed"] if config.get("seed") is not None else keep)
+    return (
+        gr.update(choices=names, value=data) if data in names else gr.update(choices=names),
+        config.get("task") or keep,
+        config.get("arch") or keep,
+        {True: "on", False: "off", "auto": "auto"}.get(config.get("pretrained"), keep),
+        config.get("image_size") or keep,
+        config.get("batch_size") or keep,
+        config.get("epochs") or keep,
+        "" if lr_value is None else f"{lr_value:g}",
+        config["freeze_epochs"] if config.get("freeze_epochs") is not None else keep,
+        bool(config["mixed_precision"]) if "mixed_precision" in config else keep,
+        config["seed"] if config.get("seed") is not None else keep,
+    )
 
 
 def lr_finder_progress(record) -> str:
@@ -351,14 +435,18 @@ def lr_finder_message(result) -> tuple:
     where = "the **Learning rate** field under Settings"
     if not lrs or suggestion <= lrs[0] * 1.000001:
         low = f"{lrs[0]:.2g}" if lrs else "its lowest"
-        return (f"⚠ The loss did not fall anywhere in the sweep, so the finder's suggestion is the lowest rate it "
-                f"tried ({low}), not a rate it found. {where[0].upper() + where[1:]} keeps its rate; the task's "
-                "default is a safer start.", False)
+        return (
+            f"⚠ The loss did not fall anywhere in the sweep, so the finder's suggestion is the lowest rate it "
+            f"tried ({low}), not a rate it found. {where[0].upper() + where[1:]} keeps its rate; the task's "
+            "default is a safer start.",
+            False,
+        )
     lowest = min(range(len(losses)), key=losses.__getitem__)
     text = f"The finder suggests **{suggestion:.2g}**, now in {where}."
     if lowest >= len(losses) - 2:
-        text += (f" ⚠ The loss was still falling at the highest rate tried ({lrs[-1]:.2g}): a higher rate may "
-                 "train faster.")
+        text += (
+            f" ⚠ The loss was still falling at the highest rate tried ({lrs[-1]:.2g}): a higher rate may train faster."
+        )
     return text, True
 
 
@@ -377,8 +465,13 @@ def build(ctx):
 
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
-            dataset = gr.Dropdown(names, value=first, label="Dataset", elem_id="train-dataset",
-                                  info="A dataset of this workspace (the Data tab builds new ones).")
+            dataset = gr.Dropdown(
+                names,
+                value=first,
+                label="Dataset",
+                elem_id="train-dataset",
+                info="A dataset of this workspace (the Data tab builds new ones).",
+            )
             about = gr.Markdown(dataset_summary(ws, first), elem_id="train-about")
             first_task = task_for_dataset(ws, first) or task_names()[0]
             start_size, start_batch, start_epochs, start_lr, start_freeze, start_finder = task_settings(first_task)
@@ -386,8 +479,13 @@ def build(ctx):
             if fitted:
                 start_size, start_batch = fitted[0], fitted[1]
             sizes_note = gr.Markdown(fitted[2] if fitted else "", elem_id="train-sizes-note")
-            task = gr.Dropdown(task_names(), value=first_task, label="Task", elem_id="train-task",
-                               info="Chosen from the dataset's kind; the trainers check that the two fit.")
+            task = gr.Dropdown(
+                task_names(),
+                value=first_task,
+                label="Task",
+                elem_id="train-task",
+                info="Chosen from the dataset's kind; the trainers check that the two fit.",
+            )
             # Start sits right under what a newcomer chooses; the settings below have working defaults.
             with gr.Row():
                 start = gr.Button("Start", variant="primary", elem_id="train-start")
@@ -398,42 +496,77 @@ def build(ctx):
             lr_plot = gr.Plot(label="Learning-rate finder", visible=False, elem_id="train-lr-plot")
             run_name = gr.Textbox("", label="Run name (optional)", elem_id="train-run-name")
             gr.Markdown("**Settings**: the defaults suit the dataset's task; change them if you like.")
-            arch = gr.Dropdown(list(ARCHS), value="resnet18", label="Architecture",
-                               info="ResNet body; bigger is slower and needs more data.")
-            pretrained = gr.Radio(PRETRAINED_CHOICES, value="auto", label="Pretrained weights", info=PRETRAINED_INFO,
-                                  elem_id="train-pretrained")
+            arch = gr.Dropdown(
+                list(ARCHS),
+                value="resnet18",
+                label="Architecture",
+                info="ResNet body; bigger is slower and needs more data.",
+            )
+            pretrained = gr.Radio(
+                PRETRAINED_CHOICES,
+                value="auto",
+                label="Pretrained weights",
+                info=PRETRAINED_INFO,
+                elem_id="train-pretrained",
+            )
             weights = gr.Markdown(weights_note("resnet18", "auto"), elem_id="train-weights")
             with gr.Row():
-                image_size = gr.Number(start_size, label="Image size", precision=0, minimum=16, maximum=2048,
-                                       info="Pixels per side.")
-                batch_size = gr.Number(start_batch, label="Batch size", precision=0, minimum=1,
-                                       info="Images per step; lower it if memory runs out.")
+                image_size = gr.Number(
+                    start_size, label="Image size", precision=0, minimum=16, maximum=2048, info="Pixels per side."
+                )
+                batch_size = gr.Number(
+                    start_batch,
+                    label="Batch size",
+                    precision=0,
+                    minimum=1,
+                    info="Images per step; lower it if memory runs out.",
+                )
             with gr.Row():
-                epochs = gr.Number(start_epochs, label="Epochs", precision=0, minimum=1, info="Passes over the training set.")
-                freeze_epochs = gr.Number(start_freeze, label="Frozen epochs", precision=0, minimum=0,
-                                          info="With pretrained weights: train the head alone first.")
+                epochs = gr.Number(
+                    start_epochs, label="Epochs", precision=0, minimum=1, info="Passes over the training set."
+                )
+                freeze_epochs = gr.Number(
+                    start_freeze,
+                    label="Frozen epochs",
+                    precision=0,
+                    minimum=0,
+                    info="With pretrained weights: train the head alone first.",
+                )
             lr = gr.Textbox(start_lr["value"], label="Learning rate", elem_id="train-lr", info=start_lr["info"])
-            budget = gr.Radio(BUDGETS, value=task_budget(first_task), label="Time budget",
-                              info=BUDGET_INFO, elem_id="train-budget")
+            budget = gr.Radio(
+                BUDGETS, value=task_budget(first_task), label="Time budget", info=BUDGET_INFO, elem_id="train-budget"
+            )
             with gr.Row():
-                mixed_precision = gr.Checkbox(True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU.")
+                mixed_precision = gr.Checkbox(
+                    True, label="Mixed precision", info="Faster on a GPU; ignored on the CPU."
+                )
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
             options = task_options.build(ctx, dataset, task)
             sweep_form = sweep_panel.build_form(ctx)
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
             with gr.Row():
-                stop = gr.Button("Stop", variant="stop", interactive=False, scale=0, min_width=100, elem_id="train-stop")
+                stop = gr.Button(
+                    "Stop", variant="stop", interactive=False, scale=0, min_width=100, elem_id="train-stop"
+                )
                 log_y = gr.Checkbox(False, label="Log-scale loss", scale=0, min_width=160)
             loss_plot = gr.Plot(plots.empty_figure("Loss"), label="Loss", elem_id="train-loss")
             # Full width each: the grid's captions stay readable and every metric column shows.
-            sample = gr.Image(label="Samples of the latest epoch (each picture captioned)", type="filepath",
-                              interactive=False, elem_id="train-sample", height=420,
-                              alt_text="The latest epoch's sample grid", buttons=["download", "fullscreen"])
-            metrics = gr.Dataframe(metrics_frame([]), label="Metrics per epoch", interactive=False,
-                                   elem_id="train-metrics")
-            log_box = gr.Textbox(label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False,
-                                 elem_id="train-log")
+            sample = gr.Image(
+                label="Samples of the latest epoch (each picture captioned)",
+                type="filepath",
+                interactive=False,
+                elem_id="train-sample",
+                height=420,
+                alt_text="The latest epoch's sample grid",
+                buttons=["download", "fullscreen"],
+            )
+            metrics = gr.Dataframe(
+                metrics_frame([]), label="Metrics per epoch", interactive=False, elem_id="train-metrics"
+            )
+            log_box = gr.Textbox(
+                label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False, elem_id="train-log"
+            )
     run_id = gr.State(None)
     sent = gr.State({})
     lr_run = gr.State(None)
@@ -441,10 +574,29 @@ def build(ctx):
     lr_timer = gr.Timer(TICK_S, active=False)
     estimate_run = gr.State(None)
     estimate_timer = gr.Timer(TICK_S, active=False)
-    settings = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs,
-                mixed_precision, seed, budget, *options.inputs]
+    settings = [
+        dataset,
+        task,
+        arch,
+        pretrained,
+        image_size,
+        batch_size,
+        epochs,
+        lr,
+        freeze_epochs,
+        mixed_precision,
+        seed,
+        budget,
+        *options.inputs,
+    ]
+    shared = len(settings) - len(options.inputs)
+
+    def form_config(*values) -> dict:
+        """The config for `settings`' values: the shared fields, then the chosen task's own."""
+        return make_config(*values[:shared], extra=options.extra(values[1], values[shared:]))
+
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
-    sweep_panel.wire_form(ctx, sweep_form, run_name, settings, make_config)
+    sweep_panel.wire_form(ctx, sweep_form, run_name, settings, form_config)
 
     # --- dataset and task ---
     def refresh_datasets(current):
@@ -482,28 +634,55 @@ def build(ctx):
         control.change(weights_note, [arch, pretrained], weights, api_visibility="private")
     # .input: the user's choice only; a task set by on_dataset brings its defaults itself.
     task.input(on_task, [dataset, task], [sizes_note, budget, *defaults_view], api_visibility="private")
-    dataset.change(on_dataset, [dataset, task], [about, sizes_note, task, budget, *defaults_view],
-                   api_visibility="private")
+    dataset.change(
+        on_dataset, [dataset, task], [about, sizes_note, task, budget, *defaults_view], api_visibility="private"
+    )
 
     # --- start and follow ---
     @user_errors
     def submit_run(name, *values):
-        new_id = jobs.submit(make_config(*values), name=name or None)
+        new_id = jobs.submit(form_config(*values), name=name or None)
         return new_id, {}
 
     # Start is disabled from the click until the submission is answered, so a double click (or an
     # impatient second one while torch loads) queues one run; it comes back whatever the outcome.
-    submitted = start.click(lambda: gr.update(interactive=False, value="Starting…"), None, start, queue=False,
-                            api_visibility="private", show_progress="hidden").then(
-        submit_run, [run_name, *settings], [run_id, sent], api_visibility="private", show_progress="hidden")
-    submitted.then(lambda: gr.update(interactive=True, value="Start"), None, start, api_visibility="private",
-                   show_progress="hidden")
-    submitted.success(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly, force=True), [run_id, sent, log_y], view,
-                      api_visibility="private", show_progress="hidden")
-    timer.tick(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly), [run_id, sent, log_y], view,
-               api_visibility="private", show_progress="hidden", concurrency_limit=None)
-    log_y.change(lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly), [run_id, sent, log_y], view,
-                 api_visibility="private", show_progress="hidden")
+    submitted = start.click(
+        lambda: gr.update(interactive=False, value="Starting…"),
+        None,
+        start,
+        queue=False,
+        api_visibility="private",
+        show_progress="hidden",
+    ).then(submit_run, [run_name, *settings], [run_id, sent], api_visibility="private", show_progress="hidden")
+    submitted.then(
+        lambda: gr.update(interactive=True, value="Start"),
+        None,
+        start,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    submitted.success(
+        lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly, force=True),
+        [run_id, sent, log_y],
+        view,
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    timer.tick(
+        lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly),
+        [run_id, sent, log_y],
+        view,
+        api_visibility="private",
+        show_progress="hidden",
+        concurrency_limit=None,
+    )
+    log_y.change(
+        lambda rid, s, ly: follow_view(ctx.workspace, store, rid, s, ly),
+        [run_id, sent, log_y],
+        view,
+        api_visibility="private",
+        show_progress="hidden",
+    )
 
     @user_errors
     def stop_followed(rid):
@@ -516,7 +695,7 @@ def build(ctx):
     # --- learning-rate finder ---
     @user_errors
     def start_lr_find(*values):
-        config = make_config(*values)
+        config = form_config(*values)
         config["lr"] = None
         new_id = jobs.submit(config, kind="lr_find")
         return new_id, "Finding a learning rate: starting…", gr.Timer(active=True)
@@ -532,8 +711,12 @@ def build(ctx):
             suggestion = result["suggestion"]
             figure = plots.lr_figure(result.get("lrs"), result.get("losses"), suggestion)
             text, usable = lr_finder_message(result)
-            return (text, gr.update(value=figure, visible=True), f"{suggestion:.2g}" if usable else gr.skip(),
-                    gr.Timer(active=False))
+            return (
+                text,
+                gr.update(value=figure, visible=True),
+                f"{suggestion:.2g}" if usable else gr.skip(),
+                gr.Timer(active=False),
+            )
         reason = record.get("error") or record["status"]
         return f"⚠ The learning-rate finder did not finish: {reason}", gr.skip(), gr.skip(), gr.Timer(active=False)
 
@@ -542,7 +725,7 @@ def build(ctx):
     # --- time estimate: a few batches measured by a worker, as a run would ---
     @user_errors
     def start_estimate(*values):
-        new_id = jobs.submit(make_config(*values), kind="estimate")
+        new_id = jobs.submit(form_config(*values), kind="estimate")
         return new_id, "Measuring a few batches on this machine…", gr.Timer(active=True)
 
     def estimate_progress(rid):
@@ -551,10 +734,16 @@ def build(ctx):
         return estimate_text(record), gr.Timer(active=not done)
 
     estimate.click(start_estimate, settings, [estimate_run, estimate_note, estimate_timer], api_visibility="private")
-    estimate_timer.tick(estimate_progress, estimate_run, [estimate_note, estimate_timer], api_visibility="private",
-                        show_progress="hidden")
-    lr_timer.tick(lr_progress, lr_run, [lr_status, lr_plot, lr, lr_timer], api_visibility="private",
-                  show_progress="hidden")
+    estimate_timer.tick(
+        estimate_progress,
+        estimate_run,
+        [estimate_note, estimate_timer],
+        api_visibility="private",
+        show_progress="hidden",
+    )
+    lr_timer.tick(
+        lr_progress, lr_run, [lr_status, lr_plot, lr, lr_timer], api_visibility="private", show_progress="hidden"
+    )
 
     # --- a freshly opened page follows what is training (nothing is lost by closing the tab), and
     # its form shows that run's settings, so that what is on screen belongs together ---
@@ -565,7 +754,11 @@ def build(ctx):
         rid = record["id"] if record else None
         if not rid:
             return (None,) + (gr.skip(),) * 7 + (refresh_datasets(current),) + (gr.skip(),) * (len(form) - 1)
-        return (rid, *follow_view(ctx.workspace, store, rid, {}, ly, force=True), *form_from_config(ws, record.get("config") or {}))
+        return (
+            rid,
+            *follow_view(ctx.workspace, store, rid, {}, ly, force=True),
+            *form_from_config(ws, record.get("config") or {}),
+        )
 
     def open_dataset(name):
         """The form for a first run on `name`: its task and that task's defaults (Start here's
@@ -578,8 +771,17 @@ def build(ctx):
         if fitted:
             size, batch = fitted[0], fitted[1]
         pretrained_default = {True: "on", False: "off"}.get(RunConfig.defaults_for(new).get("pretrained"), "auto")
-        return (gr.update(choices=dataset_names(ws), value=name), new, size, batch, n_epochs, rate, freeze, finder,
-                pretrained_default)
+        return (
+            gr.update(choices=dataset_names(ws), value=name),
+            new,
+            size,
+            batch,
+            n_epochs,
+            rate,
+            freeze,
+            finder,
+            pretrained_default,
+        )
 
     def follow_active(ly):
         """Follow the run that trains now (or the newest): Start here's "Watch it in Train"."""
@@ -588,8 +790,17 @@ def build(ctx):
         return (rid, *follow_view(ctx.workspace, store, rid, {}, ly, force=True)) if rid else (None,) + (gr.skip(),) * 7
 
     return SimpleNamespace(
-        run_id=run_id, follow_active=follow_active, follow_inputs=[log_y], follow_outputs=[run_id, *view], on_load=(on_load, [log_y, dataset], [run_id, *view, *form]),
+        run_id=run_id,
+        follow_active=follow_active,
+        follow_inputs=[log_y],
+        follow_outputs=[run_id, *view],
+        on_load=(on_load, [log_y, dataset], [run_id, *view, *form]),
         # refreshed each time the tab is shown: datasets built since (in the Data tab) appear
         on_show=(refresh_datasets, [dataset], [dataset]),
-        open_dataset=open_dataset, open_outputs=[dataset, task, *defaults_view, pretrained],
-        form=form, form_from_config=lambda config: form_from_config(ws, config), run_name=run_name, store=store)
+        open_dataset=open_dataset,
+        open_outputs=[dataset, task, *defaults_view, pretrained],
+        form=form,
+        form_from_config=lambda config: form_from_config(ws, config),
+        run_name=run_name,
+        store=store,
+    )

@@ -1,4 +1,5 @@
 """What every task provides: a builder from RunConfig to the parts of a training run."""
+
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -11,14 +12,31 @@ from ..errors import ConfigError
 @dataclass(frozen=True)
 class Setting:
     """One of a task's `extra` settings: its type, default, lower bound or choices, and a sentence
-    of help. RunConfig.validate checks a config's extra against them; docs and forms read them."""
+    of help. RunConfig.validate checks a config's extra against them; the Train tab builds a task's
+    options from them (studio/ui/task_options.py) and docs read them."""
+
     name: str
-    kind: type                   # int, float, bool or str
+    kind: type  # int, float, bool, str, or list (lists are set in a config file, not in a form)
     default: object
     help: str
-    low: float | None = None     # numbers: the smallest value allowed
-    choices: tuple = ()          # str: the values allowed
-    optional: bool = False       # None is allowed (and means the default's behaviour)
+    low: float | None = None  # numbers: the smallest value allowed
+    choices: tuple = ()  # str: the values allowed
+    optional: bool = False  # None is allowed (and means the default's behaviour)
+    # --- how a form asks for it ---
+    label: str = ""  # the field's name in a form; empty: the setting's name in words
+    choice_labels: tuple = ()  # words for `choices`, in their order
+    # Where the kind is not enough: "run" (the id of a completed run of a task in runs_of, whose
+    # folder the run reads) or "picture" (a picture of the dataset or one uploaded for runs). Both
+    # name files, so the studio resolves them inside its workspace before a run may read them.
+    widget: str = ""
+    runs_of: tuple = ()
+    required: bool = False  # a form will not start a run without it
+    when: tuple = ()  # (setting, value): it applies only while that setting has that value
+    main: bool = False  # a form shows it at once, not folded under "More settings"
+
+    @property
+    def title(self) -> str:
+        return self.label or self.name.replace("_", " ").capitalize()
 
     def read(self, extra: dict):
         """The setting's value in `extra` (the default when absent), checked; a ConfigError that
@@ -35,6 +53,10 @@ class Setting:
         if self.kind is bool:
             if not isinstance(value, bool):
                 raise ConfigError(f"{key} must be true or false, not {value!r}.")
+            return value
+        if self.kind is list:
+            if not isinstance(value, list):
+                raise ConfigError(f"{key} must be a list, not {value!r}.")
             return value
         if self.kind in (int, float):
             whole = self.kind is int
@@ -55,15 +77,35 @@ class TaskParts:
     valid_ds: Dataset
     loss_fn: Callable
     metrics: list
-    monitor: str                      # metric that picks best.pt
+    monitor: str  # metric that picks best.pt
     higher_is_better: bool
-    sample_fn: Callable               # model -> PIL image of fixed validation items
+    sample_fn: Callable  # model -> PIL image of fixed validation items
     info: dict = field(default_factory=dict)  # classes, normalisation... (kept in checkpoints)
     # (model, x) -> prediction in validation, where a plain model(x) is not how the task is used
     # (restore: whole pictures in tiles); valid_batch_size 1 for validation items of any size.
     infer: Callable | None = None
     valid_batch_size: int = 0
-    heldout: object = None            # a HeldoutSet: pictures scored every epoch (trainers/heldout.py)
+    heldout: object = None  # a HeldoutSet: pictures scored every epoch (trainers/heldout.py)
+
+
+# Settings every task trained by the Learner reads (trainers/fit.py, run_harness.py).
+LEARNER_SETTINGS = (
+    Setting("activation_stats", bool, True, "Record each layer's activation statistics for the Inspect tab."),
+    Setting(
+        "precise_bn",
+        bool,
+        None,
+        "Recompute batch norm statistics with the final weights before each validation; left out: the task's choice.",
+        optional=True,
+    ),
+    Setting(
+        "checkpoint_minutes",
+        float,
+        10,
+        "Save a checkpoint inside an epoch this often (minutes; 0: only at epoch ends).",
+        low=0,
+    ),
+)
 
 
 class Task:
@@ -80,6 +122,9 @@ class Task:
     # The `extra` settings this task reads (Setting: type, default, range or choices, help);
     # RunConfig.validate checks a config's extra against them before the task's own validate.
     settings_spec: tuple = ()
+    # The settings of the loop that trains it, read outside the task (the Learner's by default;
+    # a task with a loop of its own sets its own).
+    common_settings: tuple = LEARNER_SETTINGS
 
     # --- what the studio needs to know (it iterates the registry and names no task) ---------
     # dataset.json kinds this task trains on; the Train tab guesses the first task claiming a kind.
@@ -111,12 +156,35 @@ class Task:
         of its dataset_kinds: what the registry's contract test runs for every task (as timm's
         model configs carry their test input size). `train(config)` trains a run this one needs
         first and returns its folder."""
-        return {"task": self.name, "data": str(data), "epochs": 1, "batch_size": 4, "image_size": 32, "lr": 1e-3,
-                "freeze_epochs": 0, "pretrained": False, "sample_count": 2, "augment": False}
+        return {
+            "task": self.name,
+            "data": str(data),
+            "epochs": 1,
+            "batch_size": 4,
+            "image_size": 32,
+            "lr": 1e-3,
+            "freeze_epochs": 0,
+            "pretrained": False,
+            "sample_count": 2,
+            "augment": False,
+        }
+
+    def all_settings(self) -> tuple:
+        """Every `extra` setting a run of this task reads: its loop's, then its own."""
+        return tuple(self.common_settings) + tuple(self.settings_spec)
 
     def read_settings(self, config) -> dict:
-        """Every setting of settings_spec, read from the config's extra and checked."""
-        return {s.name: s.read(config.extra) for s in self.settings_spec}
+        """Every setting this task reads, from the config's extra, checked; a key it does not
+        know is refused in one sentence that lists those it does."""
+        settings = self.all_settings()
+        known = {s.name for s in settings}
+        unknown = [key for key in config.extra if key not in known]
+        if unknown:
+            names = ", ".join(sorted(known)) or "none"
+            raise ConfigError(
+                f"'extra.{unknown[0]}' is not a setting of the {self.name} task; its settings are: {names}."
+            )
+        return {s.name: s.read(config.extra) for s in settings}
 
     def own_fit(self, config):
         """A loop of this task's own for `config`: a function taking fit()'s arguments and
@@ -131,5 +199,7 @@ class Task:
 
 
 def own_loop_only(task_name):
-    raise ConfigError(f"The {task_name} task trains with a loop of its own; the learning-rate finder does not "
-                      f"apply to it: give 'lr' a value (or null for the task's default).")
+    raise ConfigError(
+        f"The {task_name} task trains with a loop of its own; the learning-rate finder does not "
+        f"apply to it: give 'lr' a value (or null for the task's default)."
+    )

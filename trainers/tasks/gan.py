@@ -14,6 +14,7 @@ Per epoch: psnr, ssim and input_psnr of the generator on the validation pairs, c
 generator's mean loss), critic_loss. The generator's PSNR before GAN training is logged and kept
 in info["start_psnr"], so the cost of the adversarial sharpening can be read off.
 """
+
 from pathlib import Path
 
 import torch
@@ -23,16 +24,23 @@ from ..callbacks import read_checkpoint
 from ..config import RunConfig
 from ..device import pick_device
 from ..errors import ConfigError
-from ..gan_loop import (FixedSwitcher, GANParts, GANTrainer, RestorationObjective, ThresholdSwitcher, gan_loader,
-                        run_gan)
+from ..gan_loop import FixedSwitcher, GANParts, GANTrainer, RestorationObjective, ThresholdSwitcher, gan_loader, run_gan
 from ..image_metrics import psnr, ssim
 from ..models.gan import Critic
 from ..paired_data import read_scale, scan_pairs
 from ..tiling import tiled
 from .registry import register
 from .base import Setting, Task, own_loop_only
-from .restore import (LOSSES, checkpoint_unet_settings, choose_loss, heldout_grid, restore_datasets, restore_heldout,
-                      restore_network)
+from .restore import (
+    LOSSES,
+    RESTORE_SETTINGS,
+    checkpoint_unet_settings,
+    choose_loss,
+    heldout_grid,
+    restore_datasets,
+    restore_heldout,
+    restore_network,
+)
 
 SWITCHERS = ("threshold", "fixed")
 DEFAULT_LR = 1e-4
@@ -45,8 +53,10 @@ def lr_note(lr: float) -> list:
     """A log line for a learning rate at which the critic is unlikely to learn; none otherwise."""
     if lr <= HIGH_LR:
         return []
-    return [f"lr {lr:g} is high for a GAN: at 3e-3 the bench's critic stayed at chance (50% accuracy) where "
-            f"at {DEFAULT_LR:g} it learned; leave lr out (or null) for the task's default"]
+    return [
+        f"lr {lr:g} is high for a GAN: at 3e-3 the bench's critic stayed at chance (50% accuracy) where "
+        f"at {DEFAULT_LR:g} it learned; leave lr out (or null) for the task's default"
+    ]
 
 
 def generator_checkpoint(run_dir) -> tuple:
@@ -64,17 +74,47 @@ def generator_checkpoint(run_dir) -> tuple:
         path = run / "checkpoints" / name
         if path.is_file():
             return restore_config, read_checkpoint(path, f"the generator checkpoint of run {run.name}")
-    raise ConfigError(f"The restore run {run.name} has no checkpoint yet (checkpoints/best.pt or last.pt); "
-                      f"let it finish an epoch first.")
+    raise ConfigError(
+        f"The restore run {run.name} has no checkpoint yet (checkpoints/best.pt or last.pt); "
+        f"let it finish an epoch first."
+    )
 
 
 SETTINGS = (
-    Setting("switcher", str, "threshold", "Whose turn it is: fastai's adaptive threshold switcher, or a fixed "
-            "number of critic and generator steps.", choices=SWITCHERS),
-    Setting("loss", str, None, "The content loss: feature (VGG), pixel L1 or ssim (L1 + SSIM); left out, the restore run's.",
-            choices=LOSSES, optional=True),
-    Setting("gen_threshold", float, None, "Threshold switcher: the generator trains until its loss is below "
-            "this (left out: for one step).", optional=True),
+    Setting(
+        "generator_run",
+        str,
+        None,
+        "The finished restore run whose U-Net the GAN starts from and keeps "
+        "improving (train a restore run first if there is none).",
+        label="Generator",
+        widget="run",
+        runs_of=("restore",),
+        required=True,
+        main=True,
+    ),
+    Setting(
+        "switcher",
+        str,
+        "threshold",
+        "Whose turn it is: fastai's adaptive threshold switcher, or a fixed number of critic and generator steps.",
+        choices=SWITCHERS,
+    ),
+    Setting(
+        "loss",
+        str,
+        None,
+        "The content loss: feature (VGG), pixel L1 or ssim (L1 + SSIM); left out, the restore run's.",
+        choices=LOSSES,
+        optional=True,
+    ),
+    Setting(
+        "gen_threshold",
+        float,
+        None,
+        "Threshold switcher: the generator trains until its loss is below this (left out: for one step).",
+        optional=True,
+    ),
     Setting("critic_threshold", float, 0.65, "Threshold switcher: the critic trains until its loss is below this."),
     Setting("switch_max_steps", int, 20, "Threshold switcher: the most steps either side takes in a row.", low=1),
     Setting("n_critic", int, 1, "Fixed switcher: critic steps per round.", low=1),
@@ -84,6 +124,8 @@ SETTINGS = (
     Setting("critic_pretrain_epochs", int, 1, "Passes that train the critic alone before the game starts.", low=0),
     Setting("critic_width", int, 64, "Channels of the critic's first layer.", low=1),
     Setting("critic_self_attention", bool, True, "A self-attention layer in the critic."),
+    # the training pairs are drawn as the restore task draws them (restore_datasets)
+    *(s for s in RESTORE_SETTINGS if s.name in ("pairs", "crops_per_epoch", "flip")),
 )
 
 
@@ -101,15 +143,25 @@ class RestorationGAN(Task):
 
     def smoke_config(self, data, train):
         from .registry import get_task
+
         generator_run = train(get_task("restore").smoke_config(data, train))
-        return {**super().smoke_config(data, train),
-                "extra": {"generator_run": str(generator_run), "critic_width": 8, "switcher": "fixed",
-                          "n_critic": 1, "n_gen": 1, "crops_per_epoch": 8}}
+        return {
+            **super().smoke_config(data, train),
+            "extra": {
+                "generator_run": str(generator_run),
+                "critic_width": 8,
+                "switcher": "fixed",
+                "n_critic": 1,
+                "n_gen": 1,
+                "crops_per_epoch": 8,
+            },
+        }
 
     def model_from_checkpoint(self, config, info):
         # the restore run's network: info["net"] (and info["unet"]) say which and how it was built
         return restore_network(config.get("arch", "resnet18"), info, config.get("extra") or {})
 
+    common_settings = ()  # its own loop (gan_loop.run_gan), not the Learner's
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
     settings_spec = SETTINGS
@@ -120,8 +172,10 @@ class RestorationGAN(Task):
         scale = read_scale(config.data)
         gen_scale = checkpoint.get("info", {}).get("scale", 1)
         if scale != gen_scale:
-            raise ConfigError(f"The dataset's scale ({scale}) differs from the generator's ({gen_scale}); "
-                              f"use the restore run's kind of pairs.")
+            raise ConfigError(
+                f"The dataset's scale ({scale}) differs from the generator's ({gen_scale}); "
+                f"use the restore run's kind of pairs."
+            )
         if config.image_size % scale:
             raise ConfigError(f"The image size ({config.image_size}) must be a multiple of the scale ({scale}).")
         scan_pairs(config.data, "crappy", "clean", config.valid_pct, config.seed)
@@ -163,19 +217,44 @@ class RestorationGAN(Task):
         # fastai's GAN optimiser: Adam without momentum's lag (beta1 = 0), which GANs prefer.
         opt_g = torch.optim.Adam(generator.parameters(), lr, betas=(0.0, 0.99))
         opt_c = torch.optim.Adam(critic.parameters(), lr, betas=(0.0, 0.99))
-        trainer = GANTrainer(generator, critic, gan_loader(train_ds, config, device), objective, switcher,
-                             opt_g, opt_c, device=device, seed=config.seed,
-                             validate_fn=lambda t: evaluate(t.generator, t.critic, valid_dl, device, tile, scale))
+        trainer = GANTrainer(
+            generator,
+            critic,
+            gan_loader(train_ds, config, device),
+            objective,
+            switcher,
+            opt_g,
+            opt_c,
+            device=device,
+            seed=config.seed,
+            validate_fn=lambda t: evaluate(t.generator, t.critic, valid_dl, device, tile, scale),
+        )
         start = evaluate(trainer.generator, None, valid_dl, device, tile, scale)
-        info = {**info, "generator_run": str(config.extra["generator_run"]), "start_psnr": start["psnr"],
-                "content_loss": note, "train_count": len(train), "valid_count": len(valid),
-                "image_size": config.image_size, "arch": restore_config.arch}
+        info = {
+            **info,
+            "generator_run": str(config.extra["generator_run"]),
+            "start_psnr": start["psnr"],
+            "content_loss": note,
+            "train_count": len(train),
+            "valid_count": len(valid),
+            "image_size": config.image_size,
+            "arch": restore_config.arch,
+        }
         heldout = restore_heldout(valid_ds, config.sample_count, config.seed, device, tile, scale)
-        parts = GANParts(trainer, heldout_grid(heldout), heldout=heldout,
-                         monitor=config.monitor or self.default_monitor, higher_is_better=True, info=info,
-                         critic_pretrain_epochs=s["critic_pretrain_epochs"],
-                         notes=[f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "
-                                f"(input {start['input_psnr']:.2f} dB) before GAN training", *lr_note(lr)])
+        parts = GANParts(
+            trainer,
+            heldout_grid(heldout),
+            heldout=heldout,
+            monitor=config.monitor or self.default_monitor,
+            higher_is_better=True,
+            info=info,
+            critic_pretrain_epochs=s["critic_pretrain_epochs"],
+            notes=[
+                f"generator from {config.extra['generator_run']}: validation PSNR {start['psnr']:.2f} dB "
+                f"(input {start['input_psnr']:.2f} dB) before GAN training",
+                *lr_note(lr),
+            ],
+        )
         return run_gan(config, out_dir, parts, reporter, resume)
 
 

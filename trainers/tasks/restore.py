@@ -16,6 +16,7 @@ tab shows them (trainers/tiling.py). The loss is the course's perceptual loss on
 the U-Net when its weights are at hand, else pixel L1 (L1 + SSIM on request); the log and
 info["loss"] say which.
 """
+
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from ..paired_data import CropPairs, CrappifyPairs, WholePairs, read_scale, scan
 from ..tiling import tiled
 from .registry import register
 from .base import Setting, Task, TaskParts
-from .segment import check_unet_config, input_stats
+from .segment import PROGRESSIVE, check_unet_config, input_stats
 
 LOSSES = ("feature", "pixel", "ssim")
 NETS = ("cnn", "unet")
@@ -65,16 +66,27 @@ def unet_settings(config) -> dict:
     (Try, the gan task, benchmarks) rebuilds the same network. A from-scratch encoder uses
     group norm (UNet's comment says why); a pretrained one keeps the batch norm it learnt with."""
     extra = config.extra
-    return {"blur": bool(extra.get("blur", True)), "self_attention": bool(extra.get("self_attention", True)),
-            "norm": extra.get("norm") or ("batch" if config.pretrained else "group")}
+    return {
+        "blur": bool(extra.get("blur", True)),
+        "self_attention": bool(extra.get("self_attention", True)),
+        "norm": extra.get("norm") or ("batch" if config.pretrained else "group"),
+    }
 
 
 def restore_unet(arch, scale, mean, std, settings=None, pretrained=False) -> UNet:
     """The restore network from unet_settings(). Runs saved before info["unet"] existed pass
     their config's extra (blur, self_attention) and get batch norm, which they were trained with."""
     s = {"blur": True, "self_attention": True, "norm": "batch", **(settings or {})}
-    return UNet(arch, n_out=3, pretrained=pretrained, scale=scale, blur=s["blur"],
-                self_attention=s["self_attention"], norm=s["norm"], image_residual=(tuple(mean), tuple(std)))
+    return UNet(
+        arch,
+        n_out=3,
+        pretrained=pretrained,
+        scale=scale,
+        blur=s["blur"],
+        self_attention=s["self_attention"],
+        norm=s["norm"],
+        image_residual=(tuple(mean), tuple(std)),
+    )
 
 
 def checkpoint_unet_settings(info: dict, extra: dict) -> dict:
@@ -96,8 +108,10 @@ def choose_loss(choice, net="unet"):
     if choice is None and net == "cnn":
         return PixelL1(), "pixel L1 (the CPU network's loss; set extra.loss to \"feature\" for VGG16-BN's)"
     if choice is None and not vgg_weights_present():
-        return PixelL1(), (f"pixel L1 (no VGG16-BN weights for the feature loss: {weights_file('vgg16_bn')} "
-                           f"is missing; put the file there and train again to use the feature loss)")
+        return PixelL1(), (
+            f"pixel L1 (no VGG16-BN weights for the feature loss: {weights_file('vgg16_bn')} "
+            f"is missing; put the file there and train again to use the feature loss)"
+        )
     try:
         features = pretrained_vgg_features()
     except WeightsUnavailable as e:
@@ -124,8 +138,9 @@ def restore_network(arch, info: dict, extra: dict | None = None) -> nn.Module:
     scale = int(info.get("scale", 1))
     if net["kind"] == "cnn":
         return RestoreCNN(scale, net["width"], net["blocks"], net["unshuffle"], info["mean"], info["std"])
-    return restore_unet(info.get("arch", arch), scale, info["mean"], info["std"],
-                        checkpoint_unet_settings(info, extra or {}))
+    return restore_unet(
+        info.get("arch", arch), scale, info["mean"], info["std"], checkpoint_unet_settings(info, extra or {})
+    )
 
 
 def read_recipe(data_dir) -> CrappifyParams | None:
@@ -136,8 +151,10 @@ def read_recipe(data_dir) -> CrappifyParams | None:
     try:
         return CrappifyParams.from_dict(json.loads(path.read_text(encoding="utf-8"))["params"])
     except (ValueError, KeyError, TypeError, RecipeError) as e:
-        raise ConfigError(f"{path} does not hold a crappify recipe the run can re-apply ({e}); "
-                          f"set extra.pairs to \"fixed\" to train on the saved pairs only.")
+        raise ConfigError(
+            f"{path} does not hold a crappify recipe the run can re-apply ({e}); "
+            f'set extra.pairs to "fixed" to train on the saved pairs only.'
+        )
 
 
 def tile_infer(tile: int, scale: int):
@@ -152,8 +169,10 @@ def restore_datasets(config, scale, mean, std, train, valid):
     length = int(config.extra.get("crops_per_epoch", CROPS_PER_EPOCH))
     recipe = read_recipe(config.data) if config.extra.get("pairs", "recipe") == "recipe" else None
     if recipe is not None and (recipe.scale if recipe.super_res else 1) != scale:
-        raise ConfigError(f"The recipe in {Path(config.data) / 'crappify.json'} makes pairs of scale "
-                          f"{recipe.scale if recipe.super_res else 1}, but dataset.json says {scale}.")
+        raise ConfigError(
+            f"The recipe in {Path(config.data) / 'crappify.json'} makes pairs of scale "
+            f"{recipe.scale if recipe.super_res else 1}, but dataset.json says {scale}."
+        )
     if recipe is not None:
         train_ds = CrappifyPairs([clean for _, clean in train], recipe, config.image_size, mean, std, length, flip)
         note = f"fresh pairs: the crappify recipe re-applied to {len(train)} clean pictures, {len(train_ds)} crops an epoch"
@@ -163,28 +182,56 @@ def restore_datasets(config, scale, mean, std, train, valid):
     return train_ds, WholePairs(valid, scale, mean, std), note
 
 
+RESTORE_SETTINGS = (
+    Setting(
+        "net",
+        str,
+        None,
+        "cnn (a small residual CNN for CPUs) or unet (the ResNet U-Net); left out: "
+        "the U-Net with a pretrained encoder or a GPU, else the CNN.",
+        choices=NETS,
+        optional=True,
+    ),
+    Setting("width", int, CNN["width"], "The CNN's channels.", low=1),
+    Setting("blocks", int, CNN["blocks"], "The CNN's residual blocks.", low=1),
+    Setting(
+        "pairs",
+        str,
+        "recipe",
+        "recipe: fresh pairs from the dataset's crappify.json when it has one; fixed: the saved pairs only.",
+        choices=("recipe", "fixed"),
+    ),
+    Setting("crops_per_epoch", int, CROPS_PER_EPOCH, "Training crops drawn per epoch.", low=0),
+    Setting(
+        "loss",
+        str,
+        None,
+        "feature (VGG feature loss, when its weights are here), pixel L1 or ssim "
+        "(L1 + SSIM); left out: feature for the U-Net when possible, else pixel.",
+        choices=LOSSES,
+        optional=True,
+    ),
+    Setting(
+        "norm",
+        str,
+        None,
+        "batch or group norm in the U-Net; left out: group from scratch, batch with a pretrained encoder.",
+        choices=NORMS,
+        optional=True,
+    ),
+    Setting("blur", bool, True, "Blur after each pixel-shuffle upsampling (fewer checkerboard artefacts)."),
+    Setting("self_attention", bool, True, "A self-attention layer in the decoder."),
+    Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint.", optional=True),
+    PROGRESSIVE,
+)
+
+
 @register
 class Restore(Task):
     name = "restore"
     default_monitor = "psnr"
     dataset_kinds = ("restore",)
-    settings_spec = (
-        Setting("net", str, None, "cnn (a small residual CNN for CPUs) or unet (the ResNet U-Net); left out: "
-                "the U-Net with a pretrained encoder or a GPU, else the CNN.", choices=NETS, optional=True),
-        Setting("width", int, CNN["width"], "The CNN's channels.", low=1),
-        Setting("blocks", int, CNN["blocks"], "The CNN's residual blocks.", low=1),
-        Setting("pairs", str, "recipe", "recipe: fresh pairs from the dataset's crappify.json when it has one; "
-                "fixed: the saved pairs only.", choices=("recipe", "fixed")),
-        Setting("crops_per_epoch", int, CROPS_PER_EPOCH, "Training crops drawn per epoch.", low=0),
-        Setting("loss", str, None, "feature (VGG feature loss, when its weights are here), pixel L1 or ssim "
-                "(L1 + SSIM); left out: feature for the U-Net when possible, else pixel.", choices=LOSSES,
-                optional=True),
-        Setting("norm", str, None, "batch or group norm in the U-Net; left out: group from scratch, batch "
-                "with a pretrained encoder.", choices=NORMS, optional=True),
-        Setting("blur", bool, True, "Blur after each pixel-shuffle upsampling (fewer checkerboard artefacts)."),
-        Setting("self_attention", bool, True, "A self-attention layer in the decoder."),
-        Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint.", optional=True),
-    )
+    settings_spec = RESTORE_SETTINGS
     try_view, try_button = "before_after", "Restore"
     try_about = "Upload a damaged or small picture: before and after."
     exports = True
@@ -208,8 +255,10 @@ class Restore(Task):
         read_recipe(config.data)
         norm = settings["norm"]
         if norm == "group" and config.pretrained:
-            raise ConfigError("'extra.norm' \"group\" needs an encoder trained from scratch: a pretrained "
-                              "encoder learnt its weights with batch norm. Turn pretrained off, or leave norm out.")
+            raise ConfigError(
+                "'extra.norm' \"group\" needs an encoder trained from scratch: a pretrained "
+                "encoder learnt its weights with batch norm. Turn pretrained off, or leave norm out."
+            )
 
     def build(self, config, device) -> TaskParts:
         scale = read_scale(config.data)
@@ -233,12 +282,28 @@ class Restore(Task):
         monitor = config.monitor or self.default_monitor
         higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
         return TaskParts(
-            model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss, metrics=metrics,
-            monitor=monitor, higher_is_better=higher,
-            sample_fn=heldout_grid(heldout), heldout=heldout,
-            info={"scale": scale, "loss": loss_note, **net_info, "mean": list(mean), "std": list(std),
-                  "image_size": size, "train_count": len(train), "valid_count": len(valid), "pairs": pairs_note},
-            infer=tile_infer(size // scale, scale), valid_batch_size=1,
+            model=model,
+            train_ds=train_ds,
+            valid_ds=valid_ds,
+            loss_fn=loss,
+            metrics=metrics,
+            monitor=monitor,
+            higher_is_better=higher,
+            sample_fn=heldout_grid(heldout),
+            heldout=heldout,
+            info={
+                "scale": scale,
+                "loss": loss_note,
+                **net_info,
+                "mean": list(mean),
+                "std": list(std),
+                "image_size": size,
+                "train_count": len(train),
+                "valid_count": len(valid),
+                "pairs": pairs_note,
+            },
+            infer=tile_infer(size // scale, scale),
+            valid_batch_size=1,
         )
 
 
@@ -270,10 +335,14 @@ def heldout_grid(heldout: HeldoutSet):
             h, w = clean.shape[-2:]
             side = min(SAMPLE_SIDE, h, w)
             top, left = (h - side) // 2, (w - side) // 2
-            clean, baseline, out = (t[..., top:top + side, left:left + side] for t in (clean, baseline, out))
-            rows.append([captioned(to_pil(baseline), f"input {before:.1f} dB"),
-                         captioned(to_pil(out), f"output {after:.1f} dB"),
-                         captioned(to_pil(clean), "clean")])
+            clean, baseline, out = (t[..., top : top + side, left : left + side] for t in (clean, baseline, out))
+            rows.append(
+                [
+                    captioned(to_pil(baseline), f"input {before:.1f} dB"),
+                    captioned(to_pil(out), f"output {after:.1f} dB"),
+                    captioned(to_pil(clean), "clean"),
+                ]
+            )
         return side_by_side(rows)
 
     return sample

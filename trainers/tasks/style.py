@@ -12,6 +12,7 @@ extra.steps steps in all, spread over `epochs` frames; after each frame its pict
 (content | image | style) goes to samples/ and its losses to metrics.jsonl, so the image can be
 watched as it forms; the final image is also written to result.png.
 """
+
 import random
 import time
 from pathlib import Path
@@ -53,15 +54,65 @@ def image_tensor(im, size: int) -> torch.Tensor:
 
 
 SETTINGS = (
-    Setting("mode", str, "network", "network (Johnson: train a network that stylises any photo) or gatys "
-            "(optimise one image's pixels).", choices=MODES),
+    Setting(
+        "mode",
+        str,
+        "network",
+        "network (Johnson: train a network that stylises any photo) or gatys (optimise one image's pixels).",
+        choices=MODES,
+        label="Style transfer",
+        main=True,
+        choice_labels=(
+            "Train a network (Johnson): stylises any photo in one pass",
+            "Optimise one picture (Gatys): a short job, no network",
+        ),
+    ),
+    Setting("style_image", str, None, "The picture whose style is copied.", widget="picture", required=True, main=True),
+    Setting(
+        "content_image",
+        str,
+        None,
+        "Gatys: the photo repainted in the style (left out: the dataset's first).",
+        label="Content photo",
+        widget="picture",
+        when=("mode", "gatys"),
+        main=True,
+        optional=True,
+    ),
     Setting("content_weight", float, 1.0, "Weight of the content loss.", low=0),
     Setting("style_weight", float, 1e6, "Weight of the style (Gram) loss.", low=0),
-    Setting("steps", int, 100, "Gatys: Adam steps on the pixels, spread over the epochs' frames.", low=1),
+    Setting(
+        "steps",
+        int,
+        100,
+        "Gatys: Adam steps on the pixels, spread over the epochs' frames.",
+        low=1,
+        when=("mode", "gatys"),
+        main=True,
+    ),
+    Setting(
+        "init",
+        str,
+        "content",
+        "Gatys: start from the content photo or from noise.",
+        choices=("content", "noise"),
+        when=("mode", "gatys"),
+    ),
     Setting("pixel_lr", float, 0.05, "Gatys: Adam's learning rate on the pixels.", low=0),
     Setting("width", int, 32, "Network: channels of the style network.", low=1),
     Setting("residual_blocks", int, 5, "Network: residual blocks of the style network.", low=0),
     Setting("images_per_epoch", int, 64, "Network: photos drawn (with repeats) per epoch.", low=1),
+    Setting("flip", bool, True, "Network: random horizontal flips of the photos."),
+    Setting(
+        "content_layers", list, None, "VGG blocks whose activations carry the content; left out: [4].", optional=True
+    ),
+    Setting(
+        "style_layers",
+        list,
+        None,
+        "VGG blocks whose Gram matrices carry the style; left out: [1, 2, 3, 4, 5].",
+        optional=True,
+    ),
 )
 
 
@@ -70,7 +121,8 @@ def _settings(config) -> dict:
     if not isinstance(style, str) or not style:
         raise ConfigError("The style task needs 'extra.style_image': the path of the image whose style to copy.")
     return {
-        **{s.name: s.read(config.extra) for s in SETTINGS}, "style_image": style,
+        **{s.name: s.read(config.extra) for s in SETTINGS},
+        "style_image": style,
         "content_blocks": check_blocks(config.extra.get("content_layers", list(CONTENT_BLOCKS)), "content_layers"),
         "style_blocks": check_blocks(config.extra.get("style_layers", list(STYLE_BLOCKS)), "style_layers"),
     }
@@ -85,8 +137,9 @@ def _content_path(config) -> Path:
 
 def style_loss(config, s, device, size) -> StyleLoss:
     style = load_image(s["style_image"], size, "style")
-    return StyleLoss(pretrained_vgg_features(), style, s["content_blocks"], s["style_blocks"],
-                     s["content_weight"], s["style_weight"]).to(device)
+    return StyleLoss(
+        pretrained_vgg_features(), style, s["content_blocks"], s["style_blocks"], s["content_weight"], s["style_weight"]
+    ).to(device)
 
 
 @register
@@ -102,15 +155,24 @@ class Style(Task):
         return StyleNet(int(info.get("width", 32)), int(info.get("residual_blocks", 5)))
 
     def smoke_config(self, data, train):
-        return {**super().smoke_config(data, train),
-                "extra": {"style_image": str(scan_images(data)[0]), "width": 8, "residual_blocks": 1,
-                          "images_per_epoch": 8, "style_layers": [1, 2]}}
+        return {
+            **super().smoke_config(data, train),
+            "extra": {
+                "style_image": str(scan_images(data)[0]),
+                "width": 8,
+                "residual_blocks": 1,
+                "images_per_epoch": 8,
+                "style_layers": [1, 2],
+            },
+        }
 
     def checkpoint_problem(self, info):
         if info.get("mode") == "gatys":
-            return ("This style run used Gatys' method: it optimised the pixels of one picture and has no network "
-                    "to apply to other photos. Its picture is result.png in the run folder; to stylise any photo, "
-                    "train a style run in network mode.")
+            return (
+                "This style run used Gatys' method: it optimised the pixels of one picture and has no network "
+                "to apply to other photos. Its picture is result.png in the run folder; to stylise any photo, "
+                "train a style run in network mode."
+            )
         return ""
 
     def validate(self, config):
@@ -119,13 +181,17 @@ class Style(Task):
         if s["mode"] == "gatys":
             load_image(_content_path(config), 16, "content")
             if s["steps"] < config.epochs:
-                raise ConfigError(f"Gatys mode shows one frame per epoch: 'extra.steps' ({s['steps']}) must be at least "
-                                  f"'epochs' ({config.epochs}).")
+                raise ConfigError(
+                    f"Gatys mode shows one frame per epoch: 'extra.steps' ({s['steps']}) must be at least "
+                    f"'epochs' ({config.epochs})."
+                )
         else:
             train, _ = _split(scan_images(config.data), config)
             if config.batch_size > max(len(train), s["images_per_epoch"]):
-                raise ConfigError(f"The batch size ({config.batch_size}) is larger than an epoch "
-                                  f"({s['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'.")
+                raise ConfigError(
+                    f"The batch size ({config.batch_size}) is larger than an epoch "
+                    f"({s['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'."
+                )
 
     def own_fit(self, config):
         return fit_gatys if _settings(config)["mode"] == "gatys" else None
@@ -135,20 +201,34 @@ class Style(Task):
         train, valid = _split(scan_images(config.data), config)
         size = config.image_size
         flip = bool(config.extra.get("flip", True))
-        train_ds = ImageFolderSet(train, size, train=True, augment=config.augment, flip=flip, length=s["images_per_epoch"])
+        train_ds = ImageFolderSet(
+            train, size, train=True, augment=config.augment, flip=flip, length=s["images_per_epoch"]
+        )
         valid_ds = ImageFolderSet(valid, size)
         loss = style_loss(config, s, device, size)
         model = StyleNet(s["width"], s["residual_blocks"])
         heldout = _network_heldout(valid_ds, config.sample_count, device)
         return TaskParts(
-            model=model, train_ds=train_ds, valid_ds=valid_ds, loss_fn=loss,
+            model=model,
+            train_ds=train_ds,
+            valid_ds=valid_ds,
+            loss_fn=loss,
             metrics=[LossPart(loss, "content_loss"), LossPart(loss, "style_loss")],
-            monitor=config.monitor or self.default_monitor, higher_is_better=False,
-            sample_fn=_network_sampler(heldout), heldout=heldout,
-            info={"mode": "network", "style_image": s["style_image"], "image_size": size, "width": s["width"],
-                  "residual_blocks": s["residual_blocks"], "train_count": len(train), "valid_count": len(valid),
-                  "loss": f"style loss: content blocks {list(s['content_blocks'])} x {s['content_weight']}, "
-                          f"style blocks {list(s['style_blocks'])} x {s['style_weight']} (VGG16-BN)"},
+            monitor=config.monitor or self.default_monitor,
+            higher_is_better=False,
+            sample_fn=_network_sampler(heldout),
+            heldout=heldout,
+            info={
+                "mode": "network",
+                "style_image": s["style_image"],
+                "image_size": size,
+                "width": s["width"],
+                "residual_blocks": s["residual_blocks"],
+                "train_count": len(train),
+                "valid_count": len(valid),
+                "loss": f"style loss: content blocks {list(s['content_blocks'])} x {s['content_weight']}, "
+                f"style blocks {list(s['style_blocks'])} x {s['style_weight']} (VGG16-BN)",
+            },
         )
 
 
@@ -166,6 +246,7 @@ def _split(paths, config):
 class LossPart(Metric):
     """The content or style part of the style loss over the validation pass (the Learner calls the
     loss on each validation batch just before the metrics, so the parts are already measured)."""
+
     higher_is_better = False
 
     def __init__(self, loss, part):
@@ -189,8 +270,12 @@ def _network_sampler(heldout: HeldoutSet):
     def sample(model):
         heldout.fresh()
         outs = heldout.outputs(model)
-        return side_by_side([[captioned(to_pil(x), "photo"), captioned(to_pil(y), "stylised")]
-                             for x, y in zip(heldout.pictures.shown_inputs, outs)])
+        return side_by_side(
+            [
+                [captioned(to_pil(x), "photo"), captioned(to_pil(y), "stylised")]
+                for x, y in zip(heldout.pictures.shown_inputs, outs)
+            ]
+        )
 
     return sample
 
@@ -241,15 +326,25 @@ class PixelLoop(CallbackHost):
                     self.fire("after_batch")
                 if self.stop:
                     break
-                self.epoch_metrics = {"epoch": self.epoch + 1, **totals, "steps": self.steps_done,
-                                      "seconds": round(time.perf_counter() - began, 3)}
+                self.epoch_metrics = {
+                    "epoch": self.epoch + 1,
+                    **totals,
+                    "steps": self.steps_done,
+                    "seconds": round(time.perf_counter() - began, 3),
+                }
                 self.fire("after_epoch")
         finally:
             self.fire("after_fit")
 
     def state(self, extra=None):
-        return {"image": self.image.detach().cpu(), "optimizer": self.opt.state_dict(), "epoch": self.epoch + 1,
-                "metrics": dict(self.epoch_metrics), **self.extra_state, **(extra or {})}
+        return {
+            "image": self.image.detach().cpu(),
+            "optimizer": self.opt.state_dict(),
+            "epoch": self.epoch + 1,
+            "metrics": dict(self.epoch_metrics),
+            **self.extra_state,
+            **(extra or {}),
+        }
 
 
 def gatys_autocast_dtype(device: torch.device):
@@ -272,11 +367,13 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> RunR
     loss_fn.fix_content(content)
     init = config.extra.get("init", "content")
     if init not in ("content", "noise"):
-        raise ConfigError(f"'extra.init' must be \"content\" or \"noise\", not {init!r}.")
+        raise ConfigError(f'\'extra.init\' must be "content" or "noise", not {init!r}.')
     start = content.clone() if init == "content" else torch.rand_like(content)
     image = start.requires_grad_(True)
     opt = torch.optim.Adam([image], lr=s["pixel_lr"])
-    per_frame = [s["steps"] // config.epochs + (1 if i < s["steps"] % config.epochs else 0) for i in range(config.epochs)]
+    per_frame = [
+        s["steps"] // config.epochs + (1 if i < s["steps"] % config.epochs else 0) for i in range(config.epochs)
+    ]
     run = PixelLoop(image, opt, loss_fn, content, per_frame)
     if harness.checkpoint is not None:
         with torch.no_grad():
@@ -288,17 +385,28 @@ def fit_gatys(config, out_dir, reporter=None, resume=False, device=None) -> RunR
 
     def frame(img):
         tile = max(128, min(config.image_size, 256))
-        return side_by_side([[captioned(to_pil(content_tile), "content", tile=tile),
-                              captioned(to_pil(img[0]), f"after {run.steps_done} steps", tile=tile),
-                              captioned(to_pil(style_tile), "style", tile=tile)]])
+        return side_by_side(
+            [
+                [
+                    captioned(to_pil(content_tile), "content", tile=tile),
+                    captioned(to_pil(img[0]), f"after {run.steps_done} steps", tile=tile),
+                    captioned(to_pil(style_tile), "style", tile=tile),
+                ]
+            ]
+        )
 
     run.add_callbacks(harness.callbacks(frame, "train_loss", False))
-    run.extra_state = {"task": "style", "config": config.to_dict(),
-                       "info": {"mode": "gatys", "style_image": s["style_image"], "image_size": config.image_size}}
+    run.extra_state = {
+        "task": "style",
+        "config": config.to_dict(),
+        "info": {"mode": "gatys", "style_image": s["style_image"], "image_size": config.image_size},
+    }
     harness.start(device, per_frame[0], s["pixel_lr"])
-    report.log(f"style (Gatys) on {device}: {s['steps']} steps of Adam on the pixels (lr {s['pixel_lr']}), "
-               f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}, VGG in "
-               f"{str(loss_fn.autocast_dtype or torch.float32).removeprefix('torch.')}")
+    report.log(
+        f"style (Gatys) on {device}: {s['steps']} steps of Adam on the pixels (lr {s['pixel_lr']}), "
+        f"{config.epochs} frames, image {content.shape[-1]}x{content.shape[-2]}, VGG in "
+        f"{str(loss_fn.autocast_dtype or torch.float32).removeprefix('torch.')}"
+    )
     run.fit(first_frame=harness.done)
     if not run.stop:
         to_pil(image[0]).save(harness.out / "result.png")

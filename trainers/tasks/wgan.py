@@ -6,6 +6,7 @@ step); extra.constraint = "clip" gives the original WGAN instead (weights clippe
 [-0.01, 0.01], RMSprop). The per-epoch grid draws the same latent points every epoch (a fixed,
 seeded noise batch), so epoch N and epoch M can be compared image by image.
 """
+
 import math
 
 import torch
@@ -22,8 +23,6 @@ from .base import Setting, Task, own_loop_only
 DEFAULT_LR = {"penalty": 1e-4, "clip": 5e-5}
 
 
-
-
 @register
 class WGAN(Task):
     name = "wgan"
@@ -33,17 +32,29 @@ class WGAN(Task):
     try_about = "No picture needed: choose a seed and a count. The same seed always draws the same pictures."
 
     def smoke_config(self, data, train):
-        return {**super().smoke_config(data, train), "image_size": 16, "lr": 2e-4,
-                "extra": {"width": 8, "latent": 16, "images_per_epoch": 8, "n_critic": 1}}
+        return {
+            **super().smoke_config(data, train),
+            "image_size": 16,
+            "lr": 2e-4,
+            "extra": {"width": 8, "latent": 16, "images_per_epoch": 8, "n_critic": 1},
+        }
 
     def model_from_checkpoint(self, config, info):
         return Generator(int(info["image_size"]), int(info["latent"]), int(info["width"]))
+
     # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
     defaults = {"lr": None, "image_size": 64}
     own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
+    common_settings = ()  # its own loop, not the Learner's
     settings_spec = (
-        Setting("constraint", str, "penalty", "How the critic is kept 1-Lipschitz: the gradient penalty "
-                "(WGAN-GP) or weight clipping (the original WGAN).", choices=("penalty", "clip")),
+        Setting(
+            "constraint",
+            str,
+            "penalty",
+            "How the critic is kept 1-Lipschitz: the gradient penalty "
+            "(WGAN-GP) or weight clipping (the original WGAN).",
+            choices=("penalty", "clip"),
+        ),
         Setting("latent", int, 100, "Length of the noise vector the generator draws from.", low=1),
         Setting("width", int, 64, "Channels of the generator's and critic's widest layer.", low=1),
         Setting("n_critic", int, 5, "Critic steps per generator step.", low=1),
@@ -63,8 +74,10 @@ class WGAN(Task):
         settings = self.settings(config)
         paths = scan_images(config.data)
         if config.batch_size > max(len(paths), settings["images_per_epoch"]):
-            raise ConfigError(f"The batch size ({config.batch_size}) is larger than an epoch "
-                              f"({settings['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'.")
+            raise ConfigError(
+                f"The batch size ({config.batch_size}) is larger than an epoch "
+                f"({settings['images_per_epoch']} images); lower it or raise 'extra.images_per_epoch'."
+            )
 
     def build(self, config, device):
         own_loop_only(self.name)
@@ -77,8 +90,9 @@ class WGAN(Task):
         device = device if isinstance(device, torch.device) else pick_device(device)
         torch.manual_seed(config.seed)  # the same initial weights on every rerun
         paths = scan_images(config.data)
-        dataset = ImageFolderSet(paths, config.image_size, train=True, augment=config.augment,
-                                 flip=s["flip"], length=s["images_per_epoch"])
+        dataset = ImageFolderSet(
+            paths, config.image_size, train=True, augment=config.augment, flip=s["flip"], length=s["images_per_epoch"]
+        )
         generator = Generator(config.image_size, s["latent"], s["width"])
         critic = Critic(config.image_size, s["width"], spectral=False)
         lr = config.lr if config.lr is not None else DEFAULT_LR[s["constraint"]]
@@ -89,12 +103,32 @@ class WGAN(Task):
             opt_g = torch.optim.RMSprop(generator.parameters(), lr)
             opt_c = torch.optim.RMSprop(critic.parameters(), lr)
         objective = WassersteinObjective(s["constraint"], s["penalty_weight"], s["clip"])
-        trainer = GANTrainer(generator, critic, gan_loader(dataset, config, device), objective,
-                             FixedSwitcher(s["n_critic"], 1), opt_g, opt_c, device=device, seed=config.seed)
-        info = {"image_size": config.image_size, "latent": s["latent"], "width": s["width"],
-                "output_range": [-1, 1], "train_count": len(paths), "constraint": s["constraint"]}
-        parts = GANParts(trainer, FixedNoiseSampler(generator, max(config.sample_count, 1), config.seed, device),
-                         monitor="epoch", higher_is_better=True, info=info)
+        trainer = GANTrainer(
+            generator,
+            critic,
+            gan_loader(dataset, config, device),
+            objective,
+            FixedSwitcher(s["n_critic"], 1),
+            opt_g,
+            opt_c,
+            device=device,
+            seed=config.seed,
+        )
+        info = {
+            "image_size": config.image_size,
+            "latent": s["latent"],
+            "width": s["width"],
+            "output_range": [-1, 1],
+            "train_count": len(paths),
+            "constraint": s["constraint"],
+        }
+        parts = GANParts(
+            trainer,
+            FixedNoiseSampler(generator, max(config.sample_count, 1), config.seed, device),
+            monitor="epoch",
+            higher_is_better=True,
+            info=info,
+        )
         return run_gan(config, out_dir, parts, reporter, resume)
 
 
