@@ -6,6 +6,7 @@ from typing import Callable
 from torch import nn
 from torch.utils.data import Dataset
 
+from ..epoch_weights import DEFAULT_EVERY, DEFAULT_LIMIT_MB
 from ..errors import ConfigError
 
 
@@ -88,9 +89,25 @@ class TaskParts:
     heldout: object = None  # a HeldoutSet: pictures scored every epoch (trainers/heldout.py)
 
 
-# Settings every task trained by the Learner reads (trainers/fit.py, run_harness.py).
-LEARNER_SETTINGS = (
+# Settings every run reads through its harness (trainers/run_harness.py: the epochs' weights).
+RUN_SETTINGS = (
+    Setting(
+        "keep_epochs_every", int, DEFAULT_EVERY, "Keep every n-th epoch's weights for the Runs tab (0: none).", low=0
+    ),
+    Setting(
+        "epoch_weights_mb",
+        float,
+        DEFAULT_LIMIT_MB,
+        "Disk budget of the kept epochs' weights (MB); past it the oldest go first.",
+        low=0,
+    ),
+)
+# ...and those every task trained by the Learner reads (trainers/fit.py).
+LEARNER_SETTINGS = RUN_SETTINGS + (
     Setting("activation_stats", bool, True, "Record each layer's activation statistics for the Inspect tab."),
+    Setting(
+        "internals", bool, True, "Record heatmaps of fixed validation pictures every epoch (tasks with class scores)."
+    ),
     Setting(
         "precise_bn",
         bool,

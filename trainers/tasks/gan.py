@@ -30,7 +30,7 @@ from ..models.gan import Critic
 from ..paired_data import read_scale, scan_pairs
 from ..tiling import tiled
 from .registry import register
-from .base import Setting, Task, own_loop_only
+from .base import RUN_SETTINGS, Setting, Task, own_loop_only
 from .restore import (
     LOSSES,
     RESTORE_SETTINGS,
@@ -161,7 +161,7 @@ class RestorationGAN(Task):
         # the restore run's network: info["net"] (and info["unet"]) say which and how it was built
         return restore_network(config.get("arch", "resnet18"), info, config.get("extra") or {})
 
-    common_settings = ()  # its own loop (gan_loop.run_gan), not the Learner's
+    common_settings = RUN_SETTINGS  # its own loop (gan_loop.run_gan), not the Learner's
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
     settings_spec = SETTINGS

@@ -18,7 +18,7 @@ from ..grid import grid, to_pil
 from ..image_folder import ImageFolderSet, scan_images
 from ..models.gan import Critic, Generator
 from .registry import register
-from .base import Setting, Task, own_loop_only
+from .base import RUN_SETTINGS, Setting, Task, own_loop_only
 
 DEFAULT_LR = {"penalty": 1e-4, "clip": 5e-5}
 
@@ -45,7 +45,7 @@ class WGAN(Task):
     # lr null: the constraint's own default (DEFAULT_LR); 64 px is DCGAN's size and quick on a CPU.
     defaults = {"lr": None, "image_size": 64}
     own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
-    common_settings = ()  # its own loop, not the Learner's
+    common_settings = RUN_SETTINGS  # its own loop, not the Learner's
     settings_spec = (
         Setting(
             "constraint",
