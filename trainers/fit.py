@@ -5,6 +5,7 @@ the body is pretrained, then everything with discriminative learning rates), res
 `checkpoints/last.pt` when asked, and reports through a Reporter.
 """
 import dataclasses
+import os
 import time
 
 import torch
@@ -115,6 +116,9 @@ def _build(config, device):
     # The task says whether its networks need it (precise_bn.py); extra.precise_bn overrides.
     if config.extra.get("precise_bn", getattr(task, "precise_bn", False)):
         learner.add_callbacks([PreciseBatchNorm()])
+    # What the task adds to the loop (classify: precompute while the body is frozen); activations
+    # persist across runs in DARKROOM_ACTIVATION_CACHE when it names a folder, else in memory.
+    learner.add_callbacks(task.learner_callbacks(config, os.environ.get("DARKROOM_ACTIVATION_CACHE") or None))
     return ctx, device, parts, learner
 
 

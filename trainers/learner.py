@@ -249,7 +249,7 @@ class Learner(CallbackHost):
 
     def _to_device(self, xb, yb):
         xb = xb.to(self.device, non_blocking=True)
-        if self.device.type == "cuda":
+        if self.device.type == "cuda" and xb.dim() == 4:  # pictures (not precomputed activations)
             xb = xb.contiguous(memory_format=torch.channels_last)
         return xb, yb.to(self.device, non_blocking=True)
 

@@ -33,8 +33,13 @@ class PreciseBatchNorm(Callback):
 
     def before_epoch(self):
         self.kept = []
+        self.training_norms = None
 
     def after_batch(self):
+        if self.training_norms is None:
+            # The layers training updates: those in train mode during the batches. A body frozen
+            # whole (precompute.py) is in eval mode and keeps its statistics.
+            self.training_norms = {id(m) for m in self.learner.model.modules() if isinstance(m, _BN) and m.training}
         # The epoch's last inputs, already on the device (no second decode or augmentation).
         self.kept.append(self.learner.xb)
         if len(self.kept) > self.forward_batches():
@@ -50,7 +55,9 @@ class PreciseBatchNorm(Callback):
 
     def before_validate(self):
         learn = self.learner
-        norms = [m for m in learn.model.modules() if isinstance(m, _BN) and m.track_running_stats]
+        training = getattr(self, "training_norms", None)
+        norms = [m for m in learn.model.modules() if isinstance(m, _BN) and m.track_running_stats
+                 and (training is None or id(m) in training)]
         if not norms or not self.kept:
             return
         momenta = [m.momentum for m in norms]

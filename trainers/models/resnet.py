@@ -60,6 +60,12 @@ class ResNetClassifier(nn.Module):
     def forward(self, x):
         return self.head(self.body(x))
 
+    def precompute_split(self) -> tuple:
+        """(fixed, trainable) with self(x) == trainable(fixed(x)): the body and the head's
+        parameter-free pooling, then the rest of the head. Precompute (precompute.py) caches what
+        the fixed part gives while the body is frozen: 2 x channels numbers a picture."""
+        return nn.Sequential(self.body, self.head[0], self.head[1]), self.head[2:]
+
     def layer_groups(self) -> list:
         """Three groups for discriminative learning rates: stem+early layers, late layers, head.
         Freezing trains only the last group."""

@@ -208,6 +208,11 @@ class Task:
         returning its RunResult (the GANs, Gatys style transfer); None: the Learner trains it."""
         return None
 
+    def learner_callbacks(self, config, cache_dir=None) -> list:
+        """Callbacks this task's runs add to the Learner (classify: precompute.py's `Precompute`);
+        `cache_dir`: a folder that keeps computed activations across runs (None: memory only)."""
+        return []
+
     def validate(self, config) -> None:
         """Raise ConfigError when the data cannot feed this task."""
 

@@ -29,6 +29,12 @@ class Classify(Task):
     settings_spec = (
         Setting("flip", bool, None, "Random horizontal flips; left out: the dataset's hint (digits say no).",
                 optional=True),
+        Setting("precompute", bool, True, "While the pretrained body is frozen, compute its activations once "
+                "and train the head on them (the course's precompute=True): frozen epochs take seconds. The "
+                "frozen body's batch norm is frozen too. No effect from scratch or with freeze_epochs 0."),
+        Setting("precompute_views", int, 2, "With precompute: how many augmented versions of each training "
+                "picture are computed; frozen epochs take them in turn (augmentation is limited to these).",
+                low=1),
     )
     try_view, try_inputs, try_button = "classes", ("picture", "k"), "Predict"
     try_about = "Upload a picture (or use the webcam): the most likely classes and where the model looked."
@@ -49,6 +55,16 @@ class Classify(Task):
             raise ConfigError(
                 f"The batch size ({config.batch_size}) is larger than the training set ({len(train)} images); "
                 f"use a batch size of at most {len(train)}.")
+
+    def learner_callbacks(self, config, cache_dir=None) -> list:
+        """Precompute (precompute.py) for a pretrained run with a frozen phase, unless turned off."""
+        from ..precompute import ActivationCache, Precompute
+
+        settings = self.read_settings(config)
+        if not (settings["precompute"] and config.pretrained and config.freeze_epochs > 0):
+            return []
+        views = settings["precompute_views"] if config.augment else 1  # without augmentation views are alike
+        return [Precompute(ActivationCache(cache_dir), views=views, seed=config.seed)]
 
     def sizes_for_data(self, config) -> dict:
         """Image size from the pictures' own resolution, batch from the training set's size."""
