@@ -1,4 +1,5 @@
 """The Data tab through its documented API, on a real server bound to 127.0.0.1."""
+
 import io
 import json
 import types
@@ -44,13 +45,16 @@ def test_import_folder_from_an_uploaded_zip(served):
             for i in range(5):
                 zf.writestr(f"pets/{cls}/{cls}{i}.png", png(10 * c + i))
         zf.writestr("pets/dog/notes.png", b"not a picture")
-    summary, chart, gallery, skipped = client.predict("pets", "", handle_file(str(z)), "random", 20, 42,
-                                                      api_name="/import_folder")
+    summary, chart, gallery, skipped = client.predict(
+        "pets", "", handle_file(str(z)), "random", 20, 42, api_name="/import_folder"
+    )
     assert "10 images in 2 classes" in summary
     manifest = json.loads((ws.datasets_dir / "pets" / "dataset.json").read_text())
     assert manifest["counts"] == {"train": {"cat": 4, "dog": 4}, "valid": {"cat": 1, "dog": 1}}
     assert len(gallery) == 8  # thumbnails of the training images, up to 6 per class
-    assert skipped["data"] == [["dog/notes.png", "notes.png is not an image (its contents are not a picture format we can read)."]]
+    assert skipped["data"] == [
+        ["dog/notes.png", "notes.png is not an image (its contents are not a picture format we can read)."]
+    ]
 
 
 def test_hostile_zip_shows_the_message(served):
@@ -81,8 +85,9 @@ def test_crappify_masks_and_augmentations(served):
             if p.parent.name in ("images", "labels") and p.stem < "shape_010":
                 zf.write(p, p.relative_to(ws.datasets_dir / "shapes"))
         zf.writestr("codes.txt", "background\ncircle\nsquare\ntriangle\n")
-    summary, view, legend, freq, skipped = client.predict("shapes10", "", handle_file(str(shapes)), "", "", "",
-                                                          api_name="/import_masks")
+    summary, view, legend, freq, skipped = client.predict(
+        "shapes10", "", handle_file(str(shapes)), "", "", "", api_name="/import_masks"
+    )
     assert "10 image and mask pairs" in summary and "triangle" in legend
 
     gallery = client.predict("shapes10", 0, 3, 0, api_name="/preview_augmentations")
@@ -112,8 +117,11 @@ def test_a_shared_studio_reads_no_server_folder_and_limits_uploads(tmp_path):
     demo = build_app(ctx)
     demo.queue().launch(**app.launch_options(args, ctx, share=False))
     try:
-        hidden = [c["props"].get("visible") for c in demo.config["components"]
-                  if "folder on this machine" in str(c["props"].get("label", "")).lower()]
+        hidden = [
+            c["props"].get("visible")
+            for c in demo.config["components"]
+            if "folder on this machine" in str(c["props"].get("label", "")).lower()
+        ]
         assert hidden == [False, False, False]  # folder labels, crappify, masks
         client = Client(demo.local_url, verbose=False)
         with pytest.raises(Exception, match="shared over a public link"):
@@ -135,3 +143,18 @@ def test_a_shared_studio_reads_no_server_folder_and_limits_uploads(tmp_path):
     finally:
         demo.close()
         ctx.store.close()
+
+
+def test_the_crappify_form_reads_the_recipe_by_name():
+    import dataclasses
+
+    from studio.datasets.crappify import CrappifyParams
+
+    with gr.Blocks():
+        controls = data_tab.crappify_controls()
+    # every field of the recipe has its control, in the order /crappify takes them (docs/API.md)
+    assert list(controls) == [f.name for f in dataclasses.fields(CrappifyParams)]
+    shown = {name: control.value for name, control in controls.items()}
+    assert data_tab.crappify_params(shown) == CrappifyParams()  # the form starts at the recipe's defaults
+    changed = data_tab.crappify_params({**shown, "text_size": 50, "super_res": True, "scale": 2})
+    assert (changed.text_size, changed.super_res, changed.scale, changed.max_side) == (0.5, True, 2, 0)
