@@ -574,26 +574,27 @@ def build(ctx):
     lr_timer = gr.Timer(TICK_S, active=False)
     estimate_run = gr.State(None)
     estimate_timer = gr.Timer(TICK_S, active=False)
-    settings = [
-        dataset,
-        task,
-        arch,
-        pretrained,
-        image_size,
-        batch_size,
-        epochs,
-        lr,
-        freeze_epochs,
-        mixed_precision,
-        seed,
-        budget,
-        *options.inputs,
-    ]
-    shared = len(settings) - len(options.inputs)
+    # The form's fields by make_config's argument names; then every task's own (task_options).
+    fields = dict(
+        dataset=dataset,
+        task=task,
+        arch=arch,
+        pretrained=pretrained,
+        image_size=image_size,
+        batch_size=batch_size,
+        epochs=epochs,
+        lr=lr,
+        freeze_epochs=freeze_epochs,
+        mixed_precision=mixed_precision,
+        seed=seed,
+        budget=budget,
+    )
+    settings = [*fields.values(), *options.inputs]
 
     def form_config(*values) -> dict:
-        """The config for `settings`' values: the shared fields, then the chosen task's own."""
-        return make_config(*values[:shared], extra=options.extra(values[1], values[shared:]))
+        """The config for `settings`' values: the form's fields by name, then the chosen task's own."""
+        named = dict(zip(fields, values))
+        return make_config(**named, extra=options.extra(named["task"], values[len(fields) :]))
 
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
     sweep_panel.wire_form(ctx, sweep_form, run_name, settings, form_config)
@@ -747,7 +748,7 @@ def build(ctx):
 
     # --- a freshly opened page follows what is training (nothing is lost by closing the tab), and
     # its form shows that run's settings, so that what is on screen belongs together ---
-    form = [dataset, task, arch, pretrained, image_size, batch_size, epochs, lr, freeze_epochs, mixed_precision, seed]
+    form = [field for name, field in fields.items() if name != "budget"]  # what form_from_config fills
 
     def on_load(ly, current):
         record = latest_run(store)

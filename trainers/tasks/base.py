@@ -186,6 +186,13 @@ class Task:
             "augment": False,
         }
 
+    def parts(self, config, metrics: list, **fields) -> TaskParts:
+        """TaskParts whose monitor is the config's metric (else the task's default), best when
+        higher if that metric says so."""
+        monitor = config.monitor or self.default_monitor
+        higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
+        return TaskParts(metrics=metrics, monitor=monitor, higher_is_better=higher, **fields)
+
     def all_settings(self) -> tuple:
         """Every `extra` setting a run of this task reads: its loop's, then its own."""
         return tuple(self.common_settings) + tuple(self.settings_spec)

@@ -279,16 +279,13 @@ class Restore(Task):
         loss = loss.to(device)
         metrics = [PSNR(), SSIM(), InputPSNR(), InputSSIM()]
         heldout = restore_heldout(valid_ds, config.sample_count, config.seed, device, size // scale, scale)
-        monitor = config.monitor or self.default_monitor
-        higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
-        return TaskParts(
+        return self.parts(
+            config,
             model=model,
             train_ds=train_ds,
             valid_ds=valid_ds,
             loss_fn=loss,
             metrics=metrics,
-            monitor=monitor,
-            higher_is_better=higher,
             sample_fn=heldout_grid(heldout),
             heldout=heldout,
             info={

@@ -190,16 +190,13 @@ class Segment(Task):
         )
         loss = nn.CrossEntropyLoss(ignore_index=void if void is not None else -100)
         metrics = [PixelAccuracy(len(codes), void), Dice(len(codes), void), MeanIoU(len(codes), void)]
-        monitor = config.monitor or self.default_monitor
-        higher = next((m.higher_is_better for m in metrics if m.name == monitor), False)
-        return TaskParts(
+        return self.parts(
+            config,
             model=model,
             train_ds=train_ds,
             valid_ds=valid_ds,
             loss_fn=loss,
             metrics=metrics,
-            monitor=monitor,
-            higher_is_better=higher,
             sample_fn=_sampler(valid_ds, void, config.sample_count, config.seed, device),
             info={
                 "codes": codes,
