@@ -175,3 +175,27 @@ def test_form_defaults_fit_the_pictures_and_take_a_budget(ctx):
     assert (size, batch) == (32, 32) and "never enlarged" in why
     run_id = ctx.jobs.submit(dict(digits, data="digits"), kind="estimate")
     assert ctx.store.get_run(run_id)["kind"] == "estimate"
+
+
+def test_a_runs_task_settings_come_back_into_the_form_and_make_the_same_extra(ctx):
+    """Clone into the Train form (and a page's load) fills the task's fields from the run's extra;
+    Start then makes that extra again."""
+    import gradio as gr
+
+    hubble = dict(task_options.picture_choices(ctx.workspace, "photos"))["photos/hubble_deep_field.png"]
+    with gr.Blocks():
+        options = task_options.build(ctx, gr.Dropdown(["photos"]), gr.Dropdown(["style", "gan"]))
+    config = {"task": "style", "data": "photos", "extra": {"mode": "gatys", "style_image": hubble, "steps": 20}}
+    updates = options.values_from_config(config)
+    values = [u.get("value") if isinstance(u, dict) else u for u in updates]
+    mine = [v for (owner, _), v in zip(options.keys, values) if owner == "style"]
+    assert all(v == gr.skip() for (owner, _), v in zip(options.keys, updates) if owner != "style")
+    assert options.extra("style", values) == config["extra"] and len(mine) > 3
+    run_folder = str(ctx.workspace.run_dir("20260101-000000-abcd"))  # the config holds the folder
+    values = [
+        u.get("value") if isinstance(u, dict) else u
+        for u in options.values_from_config(
+            {"task": "gan", "extra": {"generator_run": run_folder, "switcher": "fixed", "flip": False}}
+        )
+    ]
+    assert options.extra("gan", values) == {"generator_run": "20260101-000000-abcd", "switcher": "fixed", "flip": False}

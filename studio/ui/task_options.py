@@ -81,6 +81,19 @@ def form_value(setting, value):
     return value
 
 
+def field_value(setting, value):
+    """A config's value (None: left out) as the setting's field shows it; form_value's inverse."""
+    if value is None:
+        value = setting.default
+    if value is None:
+        return DEFAULT if setting.choices or setting.kind is bool else None
+    if setting.kind is bool and (setting.optional or setting.default is None):
+        return "on" if value else "off"
+    if setting.widget == "run":
+        return Path(str(value)).name  # the config holds the run's folder, the field its id
+    return value
+
+
 def applies(setting, values: dict) -> bool:
     """Whether a setting applies with the other values of the form (Setting.when)."""
     if not setting.when:
@@ -173,16 +186,44 @@ def build(ctx, dataset, task_menu):
         for (owner, setting, _), value in zip(pickers, current):
             if setting.widget == "run":
                 runs = finished_runs(store, ws, setting.runs_of) if owner == task_name else []
-                updates.append(gr.update(choices=runs, value=runs[0][1] if runs else None))
+                ids = [run for _, run in runs]
+                updates.append(gr.update(choices=runs, value=value if value in ids else (ids[0] if ids else None)))
             else:
                 updates.append(gr.update(choices=pictures, value=value if value in paths else None))
         return updates
+
+    def values_from_config(config) -> list:
+        """Updates of every field for a run's config: its task's fields show its extra (the rest
+        at their defaults) and the pickers list what they may name; other tasks' fields stay."""
+        task_name, extra = config.get("task"), config.get("extra") or {}
+        dataset_name = Path(str(config["data"])).name if config.get("data") else None
+        out = []
+        for owner, setting in keys:
+            if owner != task_name:
+                out.append(gr.skip())
+                continue
+            value = field_value(setting, extra.get(setting.name))
+            if setting.widget == "run":
+                out.append(gr.update(choices=finished_runs(store, ws, setting.runs_of), value=value))
+            elif setting.widget == "picture":
+                out.append(gr.update(choices=picture_choices(ws, dataset_name), value=value))
+            else:
+                out.append(value)
+        return out
 
     outputs = [*groups.values(), *(f for _, _, f in pickers)]
     inputs = [task_menu, dataset, *(f for _, _, f in pickers)]
     task_menu.change(refresh, inputs, outputs, api_visibility="private")
     dataset.change(refresh, inputs, outputs, api_visibility="private")
-    return SimpleNamespace(inputs=fields, keys=keys, extra=extra, refresh=refresh, outputs=outputs, groups=groups)
+    return SimpleNamespace(
+        inputs=fields,
+        keys=keys,
+        extra=extra,
+        values_from_config=values_from_config,
+        refresh=refresh,
+        outputs=outputs,
+        groups=groups,
+    )
 
 
 def setting_box(ws, task, setting, dataset):

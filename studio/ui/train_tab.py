@@ -748,7 +748,11 @@ def build(ctx):
 
     # --- a freshly opened page follows what is training (nothing is lost by closing the tab), and
     # its form shows that run's settings, so that what is on screen belongs together ---
-    form = [field for name, field in fields.items() if name != "budget"]  # what form_from_config fills
+    # what fill_form fills: the shared fields but the budget, then every task's own
+    form = [*(field for name, field in fields.items() if name != "budget"), *options.inputs]
+
+    def fill_form(config) -> tuple:
+        return (*form_from_config(ws, config), *options.values_from_config(config))
 
     def on_load(ly, current):
         record = latest_run(store)
@@ -758,7 +762,7 @@ def build(ctx):
         return (
             rid,
             *follow_view(ctx.workspace, store, rid, {}, ly, force=True),
-            *form_from_config(ws, record.get("config") or {}),
+            *fill_form(record.get("config") or {}),
         )
 
     def open_dataset(name):
@@ -801,7 +805,7 @@ def build(ctx):
         open_dataset=open_dataset,
         open_outputs=[dataset, task, *defaults_view, pretrained],
         form=form,
-        form_from_config=lambda config: form_from_config(ws, config),
+        form_from_config=fill_form,
         run_name=run_name,
         store=store,
     )
