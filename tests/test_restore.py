@@ -344,3 +344,21 @@ def test_tiled_inference_of_a_large_picture_has_no_seams():
         borders = sorted({s for s in starts[1:]} | {s + tile - 1 for s in starts[:-1]})
         inside = [i for i in range(length) if i not in borders]
         assert per_line[borders].max() <= per_line[inside].max()
+
+
+def test_fresh_pairs_move_the_damage_grid_even_when_the_recipe_draws_nothing(tmp_path):
+    """A recipe without randomness (fixed JPEG quality, no text) on a picture smaller than the
+    damage window: the same clean crop still comes with different damage (the JPEG blocks and the
+    downscale's grid fall elsewhere), so a few photos are not a few fixed pairs to memorise."""
+    from trainers.degrade import CrappifyParams
+    from trainers.paired_data import CrappifyPairs
+
+    data = _recipe_dataset(tmp_path / "pairs", n=1)
+    params = CrappifyParams.from_dict({"scale": 2, "jpeg_min": 30, "jpeg_max": 30, "text": False})
+    ds = CrappifyPairs([data / "clean" / "000.png"], params, 24, (0.5,) * 3, (0.25,) * 3, length=200, flip=False)
+    torch.manual_seed(0)
+    damage_of = {}  # clean crop -> the damaged versions drawn with it
+    for i in range(len(ds)):
+        x, t = ds[i]
+        damage_of.setdefault(t[0].numpy().tobytes(), set()).add(x.numpy().tobytes())
+    assert max(len(v) for v in damage_of.values()) >= 2
