@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from bench.restore_quality import MODES, build_pairs  # noqa: E402
+from bench.restore_quality import MODES, PHOTOS, build_pairs  # noqa: E402
 from trainers import fit  # noqa: E402
 from trainers.epoch_weights import EpochWeights, kept_bytes, kept_epochs  # noqa: E402
 from trainers.heldout import HeldoutRecord  # noqa: E402
@@ -74,7 +74,7 @@ def main():
     timed(spent)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        build_pairs(tmp / "pairs", MODES["restore"], variants=4)
+        build_pairs(tmp / "pairs", PHOTOS, MODES["crappify"], side=384, held_out=4)
         config = {
             "task": "restore",
             "data": str(tmp / "pairs"),
@@ -83,7 +83,7 @@ def main():
             "extra": {"loss": "pixel"},
         }  # the restore defaults otherwise (64 px crops, batch 8)
         fit(config, tmp / "restore")
-        report("restore (bundled photos, crappified; 8 held-out pictures)", tmp / "restore", spent)
+        report("restore (bundled photos at 384 px, default crappify recipe; 4 held-out photos)", tmp / "restore", spent)
         spent.clear()
         config = {
             "task": "classify",
