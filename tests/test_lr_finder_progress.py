@@ -57,3 +57,52 @@ def test_a_minimum_at_the_high_edge_is_used_with_a_warning():
     losses = [3.0 - 0.05 * i for i in range(30)]  # still falling at the end
     text, usable = lr_finder_message({"lrs": lrs, "losses": losses, "suggestion": lrs[-1] / 10})
     assert usable and "still falling" in text
+
+
+def test_a_level_curve_that_blows_up_suggests_a_tenth_of_where_it_rose():
+    """Restore's shape (bench/lr_finder_restore.py): batch-to-batch wander of a few per cent, no
+    fall, then a blow-up. The lowest wobble must not decide; the rise does, inside the sweep."""
+    from trainers.lr_finder import suggest
+
+    lrs = [1e-7 * 1.18 ** i for i in range(70)]
+    wobble = [0.052 + 0.002 * ((i * 7) % 5 - 2) / 2 for i in range(60)]
+    losses = [0.03] + wobble[1:] + [0.06, 0.07, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0]
+    found = suggest(lrs, losses)
+    assert found["rule"] == "rise" and found["rise_lr"] == lrs[61]  # the first past 1.25 x the minimum (0.051)
+    assert lrs[0] < found["suggestion"] == lrs[61] / 10 <= lrs[-1]
+    text, usable = lr_finder_message({"lrs": lrs, "losses": losses, **found})
+    assert usable and "stayed level" in text and "rose" in text
+
+
+def test_a_falling_curve_keeps_the_minimum_rule_and_a_rising_one_is_the_low_edge():
+    from trainers.lr_finder import suggest
+
+    lrs = [10 ** (-7 + i * 0.1) for i in range(60)]
+    falling = [2.0 - 0.03 * i for i in range(40)] + [0.8 + 0.2 * i for i in range(20)]
+    assert suggest(lrs, falling) == {"suggestion": lrs[40] / 10, "rule": "minimum", "rise_lr": lrs[42]}
+    rising = [1.0 + 0.1 * i for i in range(60)]
+    assert suggest(lrs, rising)["suggestion"] == lrs[0]
+    level = [1.0 + 0.01 * (i % 3) for i in range(60)]
+    found = suggest(lrs, level)
+    assert found["rule"] == "level" and found["suggestion"] == lrs[-1] / 10
+    assert "⚠" in lr_finder_message({"lrs": lrs, "losses": level, **found})[0]
+
+
+def test_the_finder_is_offered_where_the_task_says_it_applies():
+    """The Train tab asks the task (Task.lr_finder); style and the GANs have none, and a run of
+    theirs is refused one with a sentence."""
+    import pytest
+
+    from studio.ui.train_tab import task_names, task_settings
+    from trainers import find_lr
+    from trainers.errors import ConfigError
+    from trainers.tasks import get_task
+
+    for name in task_names():
+        *_, lr_field, _, finder = task_settings(name)
+        assert finder["visible"] is get_task(name).lr_finder
+    assert get_task("restore").lr_finder and get_task("classify").lr_finder
+    assert not get_task("style").lr_finder and not get_task("gan").lr_finder
+    assert "no learning-rate finder" in task_settings("style")[3]["info"]
+    with pytest.raises(ConfigError, match="does not apply to the style task"):
+        find_lr({"task": "style", "data": "/nowhere", "lr": None})

@@ -210,3 +210,37 @@ def test_every_control_of_every_tab_has_a_name(page):
         snapshot = page.locator("[role=tabpanel]").filter(visible=True).first.aria_snapshot()
         unnamed = [line for line in snapshot.splitlines() if UNNAMED.match(line)]
         assert not unnamed, f"controls without a name on {tab}:\n" + "\n".join(unnamed) + "\n\n" + snapshot
+
+
+def test_the_lr_finder_on_the_crappified_photos_ends_within_its_bound_inside_its_sweep(page, studio, shots):
+    """The bundled photos crappified with the builder's defaults, then "Find learning rate" on
+    them in Train: the sweep ends within its batches, its suggestion lies inside the sweep and
+    goes into the Learning rate field. The task decides whether the button shows: not for style."""
+    from studio.datasets.crappify import crappify_dataset
+    from studio.workspace import Workspace
+
+    ws = Workspace.open(studio.workspace)
+    crappify_dataset(ws, "photos-crappy", str(ws.dataset_dir("photos")), seed=0, processes=1)
+    open_tab(page, "Start here")
+    open_tab(page, "Train")  # the list is read again on showing the tab
+    page.locator("#train-dataset input").click()
+    page.get_by_role("option", name="photos-crappy", exact=True).click()
+    page.get_by_text("photos-crappy: restore dataset").wait_for()
+    page.locator("#train-task input").click()
+    page.get_by_role("option", name="style", exact=True).click()
+    page.locator("#train-find-lr").wait_for(state="hidden")
+    page.locator("#train-task input").click()
+    page.get_by_role("option", name="restore", exact=True).click()
+    before = {r["id"] for r in runs_in_store(studio)}
+    page.locator("#train-find-lr").click()
+    status = page.locator("#train-lr-status")
+    status.get_by_text(re.compile(r"Finding a learning rate")).wait_for()
+    status.get_by_text(re.compile(r"now in the \*?\*?Learning rate")).wait_for(timeout=WAIT_MS)
+    page.screenshot(path=str(shots / "lr-finder-restore.png"))
+    finder = [r for r in runs_in_store(studio) if r["id"] not in before and r["kind"] == "lr_find"]
+    assert len(finder) == 1 and finder[0]["status"] == "completed"
+    result = finder[0]["result"]
+    lrs, suggestion = result["lrs"], result["suggestion"]
+    assert 10 < len(lrs) <= finder[0]["batches"]  # ended within its bound (the loss rose before it)
+    assert lrs[0] < suggestion <= lrs[-1], (result["rule"], lrs[0], suggestion, lrs[-1])
+    assert page.locator("#train-lr input, #train-lr textarea").first.input_value() == f"{suggestion:.2g}"

@@ -19,6 +19,7 @@ from .errors import ConfigError
 from .hooks import ActivationStats
 from .internals import PICTURES, EpochInternals, fixed_pictures
 from .learner import Learner
+from .lr_finder import RULES
 from .memory import MemoryGuard
 from .models.weights import resolve_pretrained
 from .precise_bn import PreciseBatchNorm
@@ -124,6 +125,10 @@ def _build(config, device):
 
 def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
     """Run the LR finder for this config (head only when the body is pretrained)."""
+    name = config.task if isinstance(config, RunConfig) else config.get("task", "classify")
+    if not get_task(name).lr_finder:  # before the data are checked: no dataset makes it apply
+        raise ConfigError(f"The learning-rate finder does not apply to the {name} task; give 'lr' a value "
+                          f"(or null for the task's default rate).")
     config, note = _resolve_weights(_as_config(config))
     reporter = reporter or Reporter()
     reporter.log(note)
@@ -135,7 +140,7 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
         result = learner.lr_find(reporter=reporter)
         if ctx.enabled:
             result["suggestion"] = distributed.broadcast_float(result["suggestion"], device)
-        reporter.log(f"LR finder suggests {result['suggestion']:.2e} (the minimum's LR divided by 10)")
+        reporter.log(f"LR finder suggests {result['suggestion']:.2e} ({RULES[result['rule']]})")
         return result
     finally:
         distributed.shutdown()
@@ -242,12 +247,17 @@ def _choose_lr(config, learner, ctx, device, report) -> float:
     alone when the body is pretrained. Loops of their own choose their rate themselves."""
     if config.lr is not None:
         return config.lr
+    if not get_task(config.task).lr_finder:
+        lr = RunConfig.defaults_for(config.task)["lr"]
+        report.log(f"The {config.task} task has no learning-rate finder; training with its default rate {lr:g}")
+        return lr
     if config.pretrained and config.freeze_epochs > 0:
         learner.freeze()
-    lr = learner.lr_find()["suggestion"]
+    found = learner.lr_find()
+    lr = found["suggestion"]
     if ctx.enabled:
         lr = distributed.broadcast_float(lr, device)
-    report.log(f"LR finder suggests {lr:.2e}; training with it")
+    report.log(f"LR finder suggests {lr:.2e} ({RULES[found['rule']]}); training with it")
     return lr
 
 

@@ -13,9 +13,7 @@ from .callbacks import Callback, CancelValidate
 class LRFinder(Callback):
     """Exponential LR sweep over training batches, loss smoothed by a debiased moving average,
     stopped after `num` batches or once the loss passes `diverge` times its minimum (or is
-    not finite). The weights are restored in after_fit.
-    Suggestion rule: the LR at the smoothed minimum divided by 10 (fastai's classic rule),
-    which lies on the descending slope, where the loss still falls fast."""
+    not finite). The weights are restored in after_fit. The suggestion: suggest() below."""
 
     order = -10  # sets the batch's lr before anyone reads it
 
@@ -57,14 +55,45 @@ class LRFinder(Callback):
         self.learner.unwrapped.load_state_dict(self.saved)
 
     def result(self) -> dict:
-        return {"lrs": self.lrs, "losses": self.losses, "suggestion": suggest_lr(self.lrs, self.losses)}
+        return {"lrs": self.lrs, "losses": self.losses, **suggest(self.lrs, self.losses)}
 
 
-def suggest_lr(lrs, losses) -> float:
+# A curve "falls" when its minimum lies this far below where it started; it "rises" once it
+# passes its minimum by RISE. Restore's curve (bench/lr_finder_restore.py) wanders by about
+# 10% from batch to batch while no rate under 1e-2 moves it, then blows up past it.
+FALL, RISE = 0.10, 1.25
+RULES = {
+    "minimum": "the LR at the loss's minimum divided by 10",
+    "rise": "the loss stayed level, then rose: a tenth of the LR where it rose",
+    "level": "the loss stayed level to the end of the sweep: a tenth of its highest LR",
+    "empty": "no batch was swept: a default",
+}
+
+
+def suggest(lrs, losses) -> dict:
+    """{"suggestion": rate, "rule": how it was found, "rise_lr": where the loss rose or None}.
+
+    The first tenth of the sweep is skipped (its moving average is still a few batches; fastai's
+    lr_find skips it too). Where the loss clearly falls ("minimum"): the LR at its minimum divided
+    by 10 (fastai's classic rule: on the descending slope, where the loss still falls fast).
+    Where it stays level until it blows up, as a network that starts at the identity does with
+    a sweep far shorter than its training ("rise"): a tenth of the rate where it first passes its
+    minimum by RISE (Smith: the largest rate before the loss climbs, with a margin); "level":
+    it never rose either, the highest rate tried over 10. Never below the sweep's first rate."""
     if not lrs:
-        return 1e-3
-    i = min(range(len(losses)), key=losses.__getitem__)
-    return max(lrs[i] / 10, lrs[0])
+        return {"suggestion": 1e-3, "rule": "empty", "rise_lr": None}
+    skip = len(lrs) // 10
+    tail = losses[skip:]
+    lowest = skip + min(range(len(tail)), key=tail.__getitem__)
+    start = sorted(tail[:10])[len(tail[:10]) // 2]  # the median of where it began
+    rise = next((i for i in range(lowest, len(losses)) if losses[i] > RISE * losses[lowest]), None)
+    if losses[lowest] < (1 - FALL) * start:
+        rule, lr = "minimum", lrs[lowest] / 10
+    elif rise is not None:
+        rule, lr = "rise", lrs[rise] / 10
+    else:
+        rule, lr = "level", lrs[-1] / 10
+    return {"suggestion": max(lr, lrs[0]), "rule": rule, "rise_lr": lrs[rise] if rise is not None else None}
 
 
 class ReportSweep(Callback):

@@ -194,17 +194,20 @@ def make_config(
 
 def task_settings(task):
     """The form's fields reset to what a run of `task` starts from (RunConfig.defaults_for). A
-    task whose default lr is null (the GANs) has a rate of its own: no one-cycle, no LR finder."""
+    task whose default lr is null (the GANs) has a rate of its own: no one-cycle, no LR finder.
+    The task says whether its finder applies (Task.lr_finder): its button shows only then."""
     from trainers.config import RunConfig  # torch is loaded by the studio already (Try, Inspect)
     from trainers.tasks import get_task
 
-    d = RunConfig.defaults_for(task or task_names()[0])
+    task = task or task_names()[0]
+    d, finder = RunConfig.defaults_for(task), get_task(task).lr_finder
     own_rate = d["lr"] is None
-    info = (
-        f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
-        if own_rate
-        else "Blank: the learning-rate finder chooses at the start of the run."
-    )
+    if own_rate:
+        info = f"Blank: the task's own rate ({get_task(task).own_lr}), not the finder; GANs want a low rate."
+    elif finder:
+        info = "Blank: the learning-rate finder chooses at the start of the run."
+    else:
+        info = f"Blank: the task's default rate ({d['lr']:g}); this task has no learning-rate finder."
     lr = "" if own_rate else f"{d['lr']:g}"
     return (
         d["image_size"],
@@ -212,7 +215,7 @@ def task_settings(task):
         d["epochs"],
         gr.update(value=lr, info=info),
         d["freeze_epochs"],
-        gr.update(visible=not own_rate),
+        gr.update(visible=finder),
     )
 
 
@@ -440,6 +443,20 @@ def lr_finder_message(result) -> tuple:
             f"tried ({low}), not a rate it found. {where[0].upper() + where[1:]} keeps its rate; the task's "
             "default is a safer start.",
             False,
+        )
+    rule = result.get("rule", "minimum")
+    if rule == "rise":  # trainers/lr_finder.py suggest(): a level curve that blew up
+        return (
+            f"The loss stayed level until about {result['rise_lr']:.2g} and rose after it; the finder suggests "
+            f"a tenth of that, **{suggestion:.2g}**, now in {where}.",
+            True,
+        )
+    if rule == "level":
+        return (
+            f"The finder suggests **{suggestion:.2g}**, now in {where}. ⚠ The loss neither fell nor rose up to "
+            f"the highest rate tried ({lrs[-1]:.2g}): the suggestion is only a tenth of that edge; the task's "
+            "default may train better.",
+            True,
         )
     lowest = min(range(len(losses)), key=losses.__getitem__)
     text = f"The finder suggests **{suggestion:.2g}**, now in {where}."

@@ -133,6 +133,9 @@ class Task:
     defaults: dict = {}
     # Where defaults leave lr null: the rate the task uses instead, in words for a form's hint.
     own_lr = ""
+    # Whether the learning-rate finder applies (the Train tab offers its button; lr null asks it
+    # at the start of a run). Where it does not, lr null means the task's default rate.
+    lr_finder = True
     # The time budget a form starts this task with (seconds; None: no limit, the epochs decide).
     # Only tasks whose runs are short enough for a one-minute start on a CPU set one.
     form_budget_s = None

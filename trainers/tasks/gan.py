@@ -164,6 +164,7 @@ class RestorationGAN(Task):
     common_settings = RUN_SETTINGS  # its own loop (gan_loop.run_gan), not the Learner's
     defaults = {"lr": None}  # DEFAULT_LR: RunConfig's 3e-3 kept the critic at chance
     own_lr = f"{DEFAULT_LR:g}"
+    lr_finder = False  # its own loop: two networks, two optimisers
     settings_spec = SETTINGS
 
     def validate(self, config):

@@ -150,6 +150,10 @@ class Style(Task):
     dataset_kinds = ("images",)
     try_view, try_button = "stylised", "Stylise"
     try_about = "Upload a photo: it comes back in the style this run learned."
+    # Gatys mode has no network to sweep, and in network mode the loss is a sum of content and
+    # style terms whose scale the user's weights set: its curve says more about the weights than
+    # about the rate. lr null is the task's default rate.
+    lr_finder = False
 
     def model_from_checkpoint(self, config, info):
         return StyleNet(int(info.get("width", 32)), int(info.get("residual_blocks", 5)))

@@ -46,6 +46,7 @@ class WGAN(Task):
     defaults = {"lr": None, "image_size": 64}
     own_lr = f"{DEFAULT_LR['penalty']:g} with the gradient penalty, {DEFAULT_LR['clip']:g} with weight clipping"
     common_settings = RUN_SETTINGS  # its own loop, not the Learner's
+    lr_finder = False  # its own loop: two networks, two optimisers
     settings_spec = (
         Setting(
             "constraint",
