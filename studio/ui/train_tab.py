@@ -170,7 +170,7 @@ def make_config(
     """The config for the form's values; `extra` is the task's own settings (task_options.task_extra)."""
     if not dataset:
         raise SettingsError("Choose a dataset first (the Data tab builds one; the bundled samples are ready to use).")
-    task = task or "classify"
+    task = task or task_names()[0]
     config = {
         "task": task,
         "data": dataset,
@@ -225,7 +225,7 @@ def data_sizes(workspace, name, task):
     from trainers.tasks import settings_for_data
 
     try:
-        found = settings_for_data({"task": task or "classify", "data": str(workspace.dataset_dir(name))})
+        found = settings_for_data({"task": task or task_names()[0], "data": str(workspace.dataset_dir(name))})
     except Exception:  # noqa: BLE001 - a dataset the form cannot size keeps the task's defaults
         return None
     if not found:
@@ -247,7 +247,7 @@ def form_defaults(workspace, name) -> dict:
     from the dataset's kind, the task's defaults, sizes that fit the pictures, the budget."""
     from trainers.config import RunConfig
 
-    task = task_for_dataset(workspace, name) or "classify"
+    task = task_for_dataset(workspace, name) or task_names()[0]
     d = RunConfig.defaults_for(task)
     sizes = data_sizes(workspace, name, task)
     config = {
