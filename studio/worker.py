@@ -219,7 +219,8 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
             result = trainers.fit(config, run_dir, reporter, resume=bool(record.get("resume"))).to_dict()
             store_reporter.flush()
             status = result["status"]
-            if status == "completed":  # nothing resumes a completed run: its optimiser state goes
+            # A completed run's optimiser state goes, unless its settings keep it (extra.keep_last).
+            if status == "completed" and not config.extra.get("keep_last", False):
                 drop_resume_state(run_dir)
         fields = {"result": result}
         if result.get("best_metric") is not None:

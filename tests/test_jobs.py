@@ -404,3 +404,22 @@ def test_run_status_never_shows_an_epoch_whose_checkpoint_is_missing(ws, store):
         time.sleep(0.01)
     assert status(store, run_id) == "completed" and kills == epochs - 1
     assert [m["epoch"] for m in store.epoch_metrics(run_id)] == [1, 2, 3]
+
+
+def test_a_completed_run_keeps_last_pt_only_when_its_settings_say_so(ws, store):
+    """extra.keep_last (a setting of every task, so a checkbox in each task's form): its
+    last.pt stays for resuming; without it the completed run's last.pt goes (the test above)."""
+    from studio.ui.task_options import form_settings, task_extra
+    from trainers.tasks import TASKS
+
+    for task in TASKS.values():
+        assert "keep_last" in [s.name for s in form_settings(task)]
+    assert task_extra(TASKS["classify"], {"keep_last": True}) == {"keep_last": True}
+    assert task_extra(TASKS["classify"], {"keep_last": False}) == {}
+
+    jobs = Jobs(ws, store)
+    kept = jobs.submit(tiny_config("colours", epochs=1, extra={"keep_epochs_every": 0, "keep_last": True}))
+    wait_for(jobs, lambda: status(store, kept) not in ("queued", "running"), "the run to end")
+    assert status(store, kept) == "completed", (store.get_run(kept)["error"], worker_log(ws, kept))
+    folder = ws.run_dir(kept) / "checkpoints"
+    assert (folder / "last.pt").is_file() and (folder / "best.pt").is_file()

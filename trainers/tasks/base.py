@@ -89,7 +89,8 @@ class TaskParts:
     heldout: object = None  # a HeldoutSet: pictures scored every epoch (trainers/heldout.py)
 
 
-# Settings every run reads through its harness (trainers/run_harness.py: the epochs' weights).
+# Settings every run reads through its harness (trainers/run_harness.py: the epochs' weights),
+# and keep_last, which the studio's worker reads when the run completes (studio/run_disk.py).
 RUN_SETTINGS = (
     Setting(
         "keep_epochs_every", int, DEFAULT_EVERY, "Keep every n-th epoch's weights for the Runs tab (0: none).", low=0
@@ -100,6 +101,14 @@ RUN_SETTINGS = (
         DEFAULT_LIMIT_MB,
         "Disk budget of the kept epochs' weights (MB); past it the oldest go first.",
         low=0,
+    ),
+    Setting(
+        "keep_last",
+        bool,
+        False,
+        "Keep checkpoints/last.pt (the weights with the optimiser's state, which a resume reads) when the run "
+        "completes; off: it is removed once best.pt holds the weights, which frees most of a run's disk.",
+        label="Keep last.pt for resuming",
     ),
 )
 # ...and those every task trained by the Learner reads (trainers/fit.py).
