@@ -199,3 +199,33 @@ def test_a_runs_task_settings_come_back_into_the_form_and_make_the_same_extra(ct
         )
     ]
     assert options.extra("gan", values) == {"generator_run": "20260101-000000-abcd", "switcher": "fixed", "flip": False}
+
+
+def test_clone_carries_every_setting_of_the_run_into_the_form(ctx):
+    """Clone into the Train form, on the real Train tab: the fields take the run's config (its
+    task's own settings, a style picture, the budget) and what the form has no field for (a
+    gradient clip, a validation share, a list in extra) is carried and named; Start's config
+    is then the run's config again."""
+    import gradio as gr
+
+    hubble = dict(task_options.picture_choices(ctx.workspace, "photos"))["photos/hubble_deep_field.png"]
+    submitted = {"task": "style", "data": "photos", "arch": "resnet18", "pretrained": False, "image_size": 96,
+                 "batch_size": 2, "epochs": 3, "lr": 0.001, "freeze_epochs": 0, "mixed_precision": False,
+                 "seed": 7, "budget_s": 600, "grad_clip": 1.0, "valid_pct": 0.3,
+                 "extra": {"style_image": hubble, "content_weight": 2.0, "style_layers": [1, 2], "keep_last": True}}
+    record_config = ctx.jobs._checked(submitted)  # what the store keeps of a run (a folder for data)
+    with gr.Blocks():
+        train = train_tab.build(ctx)
+    updates = dict(zip(train.clone_form, train.clone_values(record_config)))
+
+    def shown(component):
+        update = updates.get(component, gr.skip())
+        if update == gr.skip():
+            return component.value
+        if isinstance(component, gr.State):  # a state's new value is the value itself
+            return update
+        return update.get("value", component.value) if isinstance(update, dict) else update
+
+    note = shown(train.clone_form[-1])
+    assert "grad_clip" in note and "valid_pct" in note and "extra.style_layers" in note and "budget" not in note
+    assert ctx.jobs._checked(train.form_config(*[shown(c) for c in train.settings])) == record_config

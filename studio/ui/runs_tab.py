@@ -323,8 +323,8 @@ def wire_clone(runs, tabs, train):
         record = store_of.get_run(rid) if rid else None
         if record is None:
             raise gr.Error("Choose a run first (click its row in the table).", print_exception=False)
-        return (gr.Tabs(selected="train"), *train.form_from_config(record.get("config") or {}),
+        return (gr.Tabs(selected="train"), *train.clone_values(record.get("config") or {}),
                 f"{record['name']} (clone)")
 
-    runs.clone.click(open_clone, runs.chosen, [tabs, *train.form, train.run_name], api_visibility="private",
+    runs.clone.click(open_clone, runs.chosen, [tabs, *train.clone_form, train.run_name], api_visibility="private",
                      show_progress="hidden")

@@ -7,6 +7,7 @@ that did; when nothing changed every output is gr.skip(), so an idle page costs 
 """
 
 import html
+import json
 import time
 from types import SimpleNamespace
 
@@ -418,6 +419,72 @@ def form_from_config(workspace, config) -> tuple:
     )
 
 
+# The config keys the form has fields for (make_config); a run's other settings (set in a config
+# file or through the API) are carried by a clone instead, and the form says which.
+FORM_KEYS = {
+    "task",
+    "data",
+    "arch",
+    "pretrained",
+    "image_size",
+    "batch_size",
+    "epochs",
+    "lr",
+    "freeze_epochs",
+    "mixed_precision",
+    "seed",
+    "budget_s",
+    "extra",
+}
+
+
+def budget_choice(config) -> str:
+    """The Time budget choice for a run's budget_s ("none" when it had none or one the list lacks)."""
+    seconds = config.get("budget_s")
+    wanted = "none" if seconds is None else f"{seconds:g}"
+    return wanted if wanted in dict(BUDGETS).values() else "none"
+
+
+def carried_settings(config) -> dict:
+    """What a run's config holds beyond the form's fields: its settings the form lacks that differ
+    from the task's defaults (grad_clip, valid_pct...; a budget the list lacks) and the extra keys
+    no field of its task shows (lists such as extra.progressive). {} when there are none."""
+    from trainers.config import RunConfig
+    from trainers.tasks import TASKS
+
+    task = config.get("task")
+    if task not in TASKS:
+        return {}
+    defaults = RunConfig.defaults_for(task)
+    settings = {k: v for k, v in config.items() if k not in FORM_KEYS and k in defaults and v != defaults[k]}
+    if config.get("budget_s") is not None and budget_choice(config) == "none":
+        settings["budget_s"] = config["budget_s"]
+    shown = {s.name for s in task_options.form_settings(TASKS[task])}
+    extra = {k: v for k, v in (config.get("extra") or {}).items() if k not in shown}
+    return {"task": task, "settings": settings, "extra": extra} if settings or extra else {}
+
+
+def carried_note(carried) -> str:
+    if not carried:
+        return ""
+    named = {**carried["settings"], **{f"extra.{k}": v for k, v in carried["extra"].items()}}
+    listed = "; ".join(f"`{k}` {json.dumps(v)}" for k, v in named.items())
+    return (
+        f"Also carried from the run, with no field here: {listed}. They go into the next run "
+        f"(the extra ones only while the task stays {carried['task']})."
+    )
+
+
+def with_carried(config, carried) -> dict:
+    """The form's config with the carried settings under it (the form's own values win)."""
+    if not carried:
+        return config
+    out = {**carried["settings"], **config}
+    if carried["extra"] and config.get("task") == carried["task"]:
+        out["extra"] = {**carried["extra"], **(config.get("extra") or {})}
+    return out
+
+
 def lr_finder_progress(record) -> str:
     """'Finding a learning rate: batch 37 of 100, about 0:40 left' while the sweep runs."""
     batch, batches = record.get("batch") or 0, record.get("batches")
@@ -559,6 +626,7 @@ def build(ctx):
                 )
                 seed = gr.Number(42, label="Seed", precision=0, info="Same seed, same run.")
             options = task_options.build(ctx, dataset, task)
+            carried_md = gr.Markdown("", elem_id="train-carried")
             sweep_form = sweep_panel.build_form(ctx)
         with gr.Column(scale=2):
             status = gr.HTML(status_html(None), elem_id="train-status")
@@ -585,6 +653,7 @@ def build(ctx):
                 label="Log (last lines)", lines=8, max_lines=8, autoscroll=True, interactive=False, elem_id="train-log"
             )
     run_id = gr.State(None)
+    carried = gr.State({})  # carried_settings of a cloned run, until another run is cloned or opened
     sent = gr.State({})
     lr_run = gr.State(None)
     timer = gr.Timer(TICK_S)
@@ -606,12 +675,14 @@ def build(ctx):
         seed=seed,
         budget=budget,
     )
-    settings = [*fields.values(), *options.inputs]
+    settings = [*fields.values(), *options.inputs, carried]
 
     def form_config(*values) -> dict:
-        """The config for `settings`' values: the form's fields by name, then the chosen task's own."""
+        """The config for `settings`' values: the form's fields by name, then the chosen task's
+        own, then what a clone carried beyond the form (with_carried)."""
         named = dict(zip(fields, values))
-        return make_config(**named, extra=options.extra(named["task"], values[len(fields) :]))
+        config = make_config(**named, extra=options.extra(named["task"], values[len(fields) : -1]))
+        return with_carried(config, values[-1])
 
     view = [status, loss_plot, metrics, sample, log_box, stop, sent]
     sweep_panel.wire_form(ctx, sweep_form, run_name, settings, form_config)
@@ -771,6 +842,12 @@ def build(ctx):
     def fill_form(config) -> tuple:
         return (*form_from_config(ws, config), *options.values_from_config(config))
 
+    def clone_values(config) -> tuple:
+        """Clone: every field from the run's config, its budget, and what the form has no field
+        for carried into the next run (said under the task's settings)."""
+        kept = carried_settings(config)
+        return (*fill_form(config), budget_choice(config), kept, carried_note(kept))
+
     def on_load(ly, current):
         record = latest_run(store)
         rid = record["id"] if record else None
@@ -803,6 +880,8 @@ def build(ctx):
             freeze,
             finder,
             pretrained_default,
+            {},  # a first run on the dataset carries nothing of a run cloned before
+            "",
         )
 
     def follow_active(ly):
@@ -820,9 +899,13 @@ def build(ctx):
         # refreshed each time the tab is shown: datasets built since (in the Data tab) appear
         on_show=(refresh_datasets, [dataset], [dataset]),
         open_dataset=open_dataset,
-        open_outputs=[dataset, task, *defaults_view, pretrained],
+        open_outputs=[dataset, task, *defaults_view, pretrained, carried, carried_md],
         form=form,
         form_from_config=fill_form,
+        clone_form=[*form, budget, carried, carried_md],
+        clone_values=clone_values,
+        settings=settings,
+        form_config=form_config,
         run_name=run_name,
         store=store,
     )
