@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from trainers.epoch_weights import kept_epochs, pinned_epoch
-from trainers.heldout import best_epoch, gan_stop_epoch, mean_scores, output_path, picture_table, read_scores
+from trainers.tasks import TASKS
+from trainers.heldout import best_epoch, mean_scores, output_path, picture_table, read_scores
 
 DIFF_GAIN = 4.0  # differences of a few levels become visible; 64 levels or more show white
 
@@ -19,12 +20,11 @@ class EpochsError(ValueError):
 
 
 def suggestion(run_dir, task: str | None = None) -> dict:
-    """{epoch, rule, scores (epoch -> mean), pinned, kept}: the epoch the held-out score suggests
-    (its argmax) and, for a GAN, the stopping rule's epoch (trainers.heldout.gan_stop_epoch)."""
+    """{epoch, rule, scores (epoch -> mean), pinned, kept}: the epoch the run's task suggests from
+    its held-out scores (Task.suggest_epoch: the argmax; a GAN's stopping rule)."""
     record = read_scores(run_dir)
-    epoch, rule = best_epoch(record), "highest mean held-out PSNR"
-    if task == "gan" and epoch is not None:
-        epoch, rule = gan_stop_epoch(record), "GAN rule: first epoch within 0.1 dB of the best held-out PSNR"
+    kind = TASKS.get(task)
+    epoch, rule = kind.suggest_epoch(record) if kind else (best_epoch(record), "highest mean held-out PSNR")
     return {
         "epoch": epoch,
         "rule": rule,

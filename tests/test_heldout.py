@@ -93,6 +93,16 @@ def test_the_suggested_best_epoch_is_the_argmax_of_the_recorded_scores(run):
     assert best_epoch(made_up, "ssim") is None
     # a GAN stops at the first epoch within 0.1 dB of the best score, or with a looser tolerance earlier
     assert gan_stop_epoch(made_up) == 3 and gan_stop_epoch(made_up, tolerance=0.8) == 2
+    # the Runs tab asks the run's task which rule applies: the argmax, or a GAN's stopping rule
+    from studio.epochs import suggestion
+    from trainers.tasks import get_task
+
+    assert suggestion(run, "restore")["epoch"] == best_epoch(record)
+    assert get_task("restore").suggest_epoch(made_up)[0] == 3
+    epoch, rule = get_task("gan").suggest_epoch(
+        {**made_up, "epochs": {k: v for k, v in made_up["epochs"].items() if k != "3"}}
+    )
+    assert epoch == 2 and rule.startswith("GAN rule")
 
 
 def test_every_epochs_weights_are_kept_within_the_budget(run):

@@ -8,6 +8,7 @@ from torch.utils.data import Dataset
 
 from ..epoch_weights import DEFAULT_EVERY, DEFAULT_LIMIT_MB
 from ..errors import ConfigError
+from ..heldout import best_epoch
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,11 @@ class Task:
     # Inspect: which inspections apply ("summary", "activations", "features", "heatmap",
     # "interpretation"); the heatmap needs class scores, the interpretation a classifier.
     inspections: tuple = ("summary", "activations", "features")
+
+    def suggest_epoch(self, record: dict) -> tuple:
+        """(epoch, the rule in words): the epoch to keep from a run's held-out score record
+        (trainers/heldout.py); (None, ...) before any epoch is scored."""
+        return best_epoch(record), "highest mean held-out PSNR"
 
     def model_from_checkpoint(self, config: dict, info: dict) -> nn.Module:
         """The network this task trained, built from a checkpoint's config and info, without any

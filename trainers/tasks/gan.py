@@ -25,6 +25,7 @@ from ..config import RunConfig
 from ..device import pick_device
 from ..errors import ConfigError
 from ..gan_loop import FixedSwitcher, GANParts, GANTrainer, RestorationObjective, ThresholdSwitcher, gan_loader, run_gan
+from ..heldout import gan_stop_epoch
 from ..image_metrics import psnr, ssim
 from ..models.gan import Critic
 from ..paired_data import read_scale, scan_pairs
@@ -140,6 +141,10 @@ class RestorationGAN(Task):
     dataset_kinds = ("restore",)
     try_view, try_button = "before_after", "Restore"  # the generator is its restore run's U-Net
     try_about = "Upload a damaged or small picture: before and after, from the GAN's generator."
+
+    def suggest_epoch(self, record):
+        """The GAN's stopping rule (trainers.heldout.gan_stop_epoch), not the score's argmax."""
+        return gan_stop_epoch(record), "GAN rule: first epoch within 0.1 dB of the best held-out PSNR"
 
     def smoke_config(self, data, train):
         from .registry import get_task
