@@ -198,7 +198,9 @@ def run(workspace_dir, run_id: str, remote=None, extra_reporter=None) -> int:
         _on_sigterm(store, run_id)
     try:
         import trainers  # torch loads here, a few seconds; the heartbeat covers it
-        from trainers.device import pick_device
+        from trainers.device import pick_device, use_cpu_threads
+
+        use_cpu_threads()  # a core left to the studio and the browser (trainers/device.py)
 
         store.update_run(run_id, device=_device_label(pick_device()))
         store_reporter = reporter = StoreReporter(store, run_id)

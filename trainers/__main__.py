@@ -17,6 +17,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         config = RunConfig.load(args.config)
+        from .device import use_cpu_threads
+
+        use_cpu_threads()
         import os
         quiet = int(os.environ.get("RANK", "0")) != 0
         result = fit(config, args.out, ConsoleReporter() if not quiet else Reporter(),

@@ -203,7 +203,9 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         harness.start(device, len(learner.train_dl), lr, world_size=ctx.world, pretrained=config.pretrained,
                       **{k: v for k, v in parts.info.items() if k == "classes"})
         report.log(f"weights: {weights_note}")
-        report.log(f"{config.task} {config.arch} on {device}; {parts.info.get('train_count', '?')} training and "
+        n = torch.get_num_threads()
+        threads = f" ({n} thread{'s' if n > 1 else ''})" if device.type == "cpu" else ""
+        report.log(f"{config.task} {config.arch} on {device}{threads}; {parts.info.get('train_count', '?')} training and "
                    f"{parts.info.get('valid_count', '?')} validation items; lr {lr:.2e}")
         if "loss" in parts.info:
             report.log(f"loss: {parts.info['loss']}")
