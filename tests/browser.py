@@ -51,3 +51,12 @@ LOSS_POINTS = """() => {
   const trace = plot && plot.data && plot.data.find(t => t.name === 'train (raw)');
   return trace ? trace.x.length : 0;
 }"""
+
+
+# Gradio's red "Error" badges on the page that can be seen: a failed event marks each of its
+# outputs with one, unless the handler answered with a sentence instead (or hid its progress,
+# which leaves the badge in the page at opacity 0).
+VISIBLE_ERROR_BADGES = """() => Array.from(document.querySelectorAll('.error')).filter(e => {
+  const wrap = e.closest('.wrap');
+  return e.textContent.trim() === 'Error' && e.offsetParent !== null && !(wrap && wrap.classList.contains('hide'));
+}).length"""

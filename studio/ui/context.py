@@ -69,3 +69,29 @@ def user_errors(fn):
             raise gr.Error(hide_paths(f"Something went wrong ({type(e).__name__}: {e})."),
                            print_exception=False) from None
     return wrapper
+
+
+def said_in_first_output(fn, n_outputs: int):
+    """`fn` (a user_errors handler) for a button on the page: its refusal comes back as the first
+    output ("⚠ sentence", a Markdown that says how the action went) with the other outputs
+    cleared, as they would be stale. A gr.Error would put the sentence in a toast and also mark
+    every output with a red "Error" badge (Gradio does so for each output of a failed event,
+    unless its progress is hidden, and a builder's progress bar is worth keeping)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error as e:
+            return (f"⚠ {e.message}", *([None] * (n_outputs - 1)))
+
+    return wrapper
+
+
+def click_said_and_api(button, fn, inputs, outputs, api_name: str, **kwargs):
+    """A builder's button: on the page, refusals come back as its first output's sentence
+    (said_in_first_output); the API endpoint `api_name` (docs/API.md) keeps raising them, so a
+    client still gets an AppError with the sentence. The endpoint hangs on a hidden button with
+    the same inputs, so uploads reach it exactly as they reach the page's."""
+    button.click(said_in_first_output(fn, len(outputs)), inputs, outputs, api_name=False, **kwargs)
+    gr.Button(visible=False).click(fn, inputs, outputs, api_name=api_name, **kwargs)

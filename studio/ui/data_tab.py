@@ -32,7 +32,7 @@ from studio.datasets.safe_io import open_image
 from studio.datasets.samples import ASSETS
 from trainers.grid import enlarged
 
-from .context import is_shared, user_errors
+from .context import click_said_and_api, is_shared, user_errors
 from .pictures import PictureEditor, PictureInput
 
 PREVIEW_PICTURE = ASSETS / "photos" / "chelsea.jpg"
@@ -210,11 +210,12 @@ def folder_labels_panel(ws, shared):
     chart = gr.Plot(label="Class counts")
     gallery = gr.Gallery(label="Thumbnails per class", columns=8, height=300)
     skipped = skipped_table()
-    button.click(
+    click_said_and_api(
+        button,
         import_folder,
         [name, folder, upload, split, pct, seed],
         [summary, chart, gallery, skipped],
-        api_name="import_folder",
+        "import_folder",
     )
 
 
@@ -273,8 +274,8 @@ def crappify_panel(ws, shared, tab):
     summary = gr.Markdown()
     gallery = gr.Gallery(label="Some pairs", columns=8, height=260)
     skipped = skipped_table()
-    button.click(
-        crappify, [name, dataset, folder, upload, seed] + settings, [summary, gallery, skipped], api_name="crappify"
+    click_said_and_api(
+        button, crappify, [name, dataset, folder, upload, seed] + settings, [summary, gallery, skipped], "crappify"
     )
     # Opening Crappify shows the preview at once (it used to wait for a setting to move).
     tab.select(pick(ws, ["images"]), dataset, dataset, api_name=False).then(
@@ -343,8 +344,8 @@ def import_masks_panel(ws, shared):
     summary = gr.Markdown()
     shown = overlay_outputs()
     skipped = skipped_table()
-    button.click(
-        import_masks, [name, folder, upload, codes, void, palette], [summary, *shown, skipped], api_name="import_masks"
+    click_said_and_api(
+        button, import_masks, [name, folder, upload, codes, void, palette], [summary, *shown, skipped], "import_masks"
     )
 
 
@@ -428,9 +429,11 @@ def paint_panel(ws):
         void = gr.Textbox(label="Void code (optional)")
         save = gr.Button("Save painted dataset", variant="primary")
     status = gr.Markdown()
-    load.click(load_for_painting, [dataset, index, codes], [editor, info, legend], api_name=False)
-    keep.click(keep_mask, [dataset, index, codes, editor, painted], [painted, status], api_name=False)
-    save.click(save_painted, [name, codes, void, painted], [status, painted], api_name=False)
+    # quick steps: a refusal is the toast's sentence alone, with no "Error" badge on the outputs
+    quiet = dict(api_name=False, show_progress="hidden")
+    load.click(load_for_painting, [dataset, index, codes], [editor, info, legend], **quiet)
+    keep.click(keep_mask, [dataset, index, codes, editor, painted], [painted, status], **quiet)
+    save.click(save_painted, [name, codes, void, painted], [status, painted], **quiet)
     return dataset
 
 
@@ -449,11 +452,11 @@ def overlay_panel(ws, tab):
         opacity = gr.Slider(0, 100, value=50, step=1, label="Opacity %")
     shown = overlay_outputs()
     for control in (dataset, index, opacity):
-        control.change(show_overlay, [dataset, index, opacity], shown, api_name=False)
+        control.change(show_overlay, [dataset, index, opacity], shown, api_name=False, show_progress="hidden")
     # Opening Overlay lists the segmentation datasets there are now (a mask set imported a moment
     # ago included) and shows the chosen one's first pair instead of a blank box.
     tab.select(pick(ws, ["segment"]), dataset, dataset, api_name=False).then(
-        show_overlay, [dataset, index, opacity], shown, api_name=False
+        show_overlay, [dataset, index, opacity], shown, api_name=False, show_progress="hidden"
     )
     return dataset
 
@@ -479,7 +482,14 @@ def augment_panel(ws, tab):
     button = gr.Button("Preview", variant="primary")
     # "contain": a pair (twice as wide as tall) is shown whole, not cropped to a square
     gallery = gr.Gallery(label="Augmented", columns=4, height=420, object_fit="contain")
-    button.click(preview_augmentations, [dataset, index, n, seed], gallery, api_name="preview_augmentations")
+    # a refusal is the toast's sentence alone: no "Error" badge over the gallery
+    button.click(
+        preview_augmentations,
+        [dataset, index, n, seed],
+        gallery,
+        api_name="preview_augmentations",
+        show_progress="hidden",
+    )
     tab.select(lambda: gr.update(choices=dataset_names(ws)), None, dataset, api_name=False)
 
 
