@@ -145,6 +145,9 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     args = ap.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    from trainers.device import use_cpu_threads
+
+    print(f"{use_cpu_threads()} torch threads, as a run's worker uses (trainers/device.py)")
     for which in args.which:
         run(which, args.seeds, overrides)
 

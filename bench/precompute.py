@@ -62,7 +62,7 @@ def main():
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--frozen", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: what a run's worker uses)")
     args = ap.parse_args()
     os.environ["TORCH_HOME"] = tempfile.mkdtemp(prefix="precompute-bench-")
     os.environ["DARKROOM_OFFLINE"] = "1"
@@ -71,8 +71,9 @@ def main():
     import torchvision
     from trainers.models import weights_file
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    from trainers.device import use_cpu_threads
+
+    torch.set_num_threads(args.threads) if args.threads else use_cpu_threads()
     path = weights_file("resnet18")
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
