@@ -81,9 +81,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2])
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: what a run's worker uses)")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
+    from trainers.device import use_cpu_threads
+
+    torch.set_num_threads(args.threads) if args.threads else use_cpu_threads()
+    print(f"{torch.get_num_threads()} torch threads; fit() steps with torch's fused AdamW, the bare loop with "
+          f"AdamW's default implementation (what a plain loop gets)", flush=True)
     data = write_upright(Path(tempfile.mkdtemp(prefix="upright-")) / "upright")
     config = {"task": "classify", "data": str(data), "image_size": 48, "batch_size": 32, "epochs": args.epochs,
               "lr": 3e-3, "pretrained": False}
