@@ -1,5 +1,8 @@
 """The same epoch of several runs, side by side: how a person compares what generators make."""
+import textwrap
 from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
 
 MIN_RUNS, MAX_RUNS = 2, 4
 
@@ -68,3 +71,20 @@ def side_by_side_at_step(runs, step: int) -> list:
             raise CompareError(f"The sample grid of {name} for epoch {shown} is missing from its run folder.")
         items.append((str(path), f"{name} · epoch {shown} (ended at step {shown * max(int(batches or 1), 1)}){note}"))
     return items
+
+
+def headed(path, caption: str) -> Image.Image:
+    """The grid at `path` under a heading that names its run and epoch, a thirtieth of the grid's
+    width high (at least 18 px): the gallery's own caption is a 10 px corner label, and a grid
+    downloaded or shown full screen would not say which run it is."""
+    with Image.open(path) as opened:
+        grid = opened.convert("RGB")
+    size = max(18, grid.width // 30)
+    font = ImageFont.load_default(size=size)
+    # a narrow grid (a small wgan square) gets its heading on several lines, not cut off
+    lines = textwrap.wrap(caption, width=max(8, int(grid.width / (0.55 * size)))) or [""]
+    top = len(lines) * (size + 4) + 8
+    page = Image.new("RGB", (grid.width, grid.height + top), (24, 24, 24))
+    ImageDraw.Draw(page).multiline_text((6, 5), "\n".join(lines), fill=(240, 240, 240), font=font, spacing=4)
+    page.paste(grid, (0, top))
+    return page

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image, ImageSequence
 
 from studio.animation import AnimationError, epochs_gif
-from studio.compare import CompareError, grid_at, side_by_side
+from studio.compare import CompareError, grid_at, headed, side_by_side
 
 
 def write_grids(folder, epochs, size=(96, 64)):
@@ -69,6 +69,24 @@ def test_side_by_side_picks_each_runs_epoch_or_says_what_it_shows(tmp_path):
     assert grid_at(sparse, 1)[0] == 2 and "its first" in grid_at(sparse, 1)[2]
 
 
+def heading_and_grid(image, grid_height):
+    pixels = np.asarray(image.convert("RGB")).astype(int)
+    return pixels[: pixels.shape[0] - grid_height], pixels[pixels.shape[0] - grid_height :]
+
+
+def test_each_compared_grid_carries_its_run_and_epoch_in_the_picture(tmp_path):
+    """A heading over the grid, in the picture itself (downloaded or full screen it still says
+    which run and epoch it is), at least 18 px high; the grid below it untouched."""
+    (_, path), = write_grids(tmp_path / "g", [3], size=(900, 200))
+    page = headed(path, "gan a (x1y2) · epoch 3")
+    heading, grid = heading_and_grid(page, 200)
+    assert page.width == 900 and heading.shape[0] >= 18 + 12
+    assert (grid == np.asarray(Image.open(path).convert("RGB"))).all()
+    assert (heading.max(axis=2) > 200).sum() > 100  # the words, light on dark
+    blank, _ = heading_and_grid(headed(path, ""), 200)
+    assert (blank.max(axis=2) > 200).sum() == 0
+
+
 @pytest.mark.parametrize("count, message", [(1, "Choose 2 to 4 runs"), (5, "Choose 2 to 4 runs")])
 def test_side_by_side_wants_two_to_four_runs(tmp_path, count, message):
     samples = write_grids(tmp_path / "g", [1])
@@ -113,6 +131,8 @@ def test_gif_and_comparison_through_the_launched_studio(tmp_path):
         gallery = client.predict(ids[:2], 3, api_name="/compare_samples")
         assert [item["caption"] for item in gallery] == [
             f"gan a ({ids[0][-4:]}) · epoch 3", f"gan b ({ids[1][-4:]}) · epoch 2 (its last; it has no epoch 3)"]
+        with Image.open(gallery[0]["image"]) as shown:  # the grid under its heading, as a PNG
+            assert shown.format == "PNG" and shown.width == 96 and shown.height > 64 + 18
         with pytest.raises(Exception, match="no sample grids yet"):
             client.predict(ids[2], api_name="/samples_gif")
         with pytest.raises(Exception, match="Choose 2 to 4 runs"):

@@ -13,7 +13,7 @@ import pandas as pd
 
 from studio import plots
 from studio.animation import epochs_gif
-from studio.compare import MAX_RUNS, side_by_side, side_by_side_at_step
+from studio.compare import MAX_RUNS, headed, side_by_side, side_by_side_at_step
 from studio.jobs import RESUMABLE
 from studio.run_disk import folder_bytes, human_size
 from studio.served import served
@@ -142,7 +142,8 @@ def build(ctx):
             align = gr.Radio(["epoch", "optimiser step"], value="epoch", label="Align by", scale=1,
                              info="Step: for runs whose epochs hold different numbers of batches.")
             grid_epoch = gr.Slider(1, 50, value=1, step=1, label="Epoch (or step)", scale=2)
-        grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain")
+        grids = gr.Gallery(label="The same epoch of each run", columns=2, height="auto", object_fit="contain",
+                           format="png")  # compared by eye: no lossy webp
     sweep_panel.build_runs_view(ctx)  # a sweep's trials together, the best marked, their curves overlaid
     shown = gr.State(None)  # signature of the table the page has
     timer = gr.Timer(TICK_S)
@@ -237,7 +238,8 @@ def build(ctx):
             items = side_by_side_at_step(runs, int(at or 1))
         else:
             items = side_by_side([r[:2] for r in runs], int(at or 1))  # a CompareError becomes the page's message
-        return [(served(ctx.workspace, path), caption) for path, caption in items]
+        # each grid under its run's name and epoch, in the picture itself (compare.headed)
+        return [(headed(served(ctx.workspace, path), caption), caption) for path, caption in items]
 
     def compare_range(ids, by="epoch"):
         """The slider spans the epochs (or steps) the chosen runs have; the gallery fills once 2
