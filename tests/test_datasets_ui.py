@@ -45,16 +45,19 @@ def test_import_folder_from_an_uploaded_zip(served):
             for i in range(5):
                 zf.writestr(f"pets/{cls}/{cls}{i}.png", png(10 * c + i))
         zf.writestr("pets/dog/notes.png", b"not a picture")
-    summary, chart, gallery, skipped = client.predict(
+    summary, chart, gallery, skipped, named = client.predict(
         "pets", "", handle_file(str(z)), "random", 20, 42, api_name="/import_folder"
     )
     assert "10 images in 2 classes" in summary
     manifest = json.loads((ws.datasets_dir / "pets" / "dataset.json").read_text())
     assert manifest["counts"] == {"train": {"cat": 4, "dog": 4}, "valid": {"cat": 1, "dog": 1}}
     assert len(gallery) == 8  # thumbnails of the training images, up to 6 per class
-    assert skipped["data"] == [
-        ["dog/notes.png", "notes.png is not an image (its contents are not a picture format we can read)."]
-    ]
+    reason = "notes.png is not an image (its contents are not a picture format we can read)."
+    assert skipped["data"] == [["dog/notes.png", reason]]
+    # The same summary by name, as a script reads it (the last output), without the host's folder.
+    assert (named["name"], named["kind"], named["classes"], named["images"]) == ("pets", "classify", ["cat", "dog"], 10)
+    assert named["counts"] == manifest["counts"] and named["skipped"] == [{"file": "dog/notes.png", "reason": reason}]
+    assert "path" not in named and str(ws.root) not in json.dumps(named)
 
 
 def test_hostile_zip_shows_the_message(served):
@@ -75,8 +78,10 @@ def test_hostile_zip_shows_the_message(served):
 def test_crappify_masks_and_augmentations(served):
     ws, root, client = served
     settings = [2, "bilinear", True, 10, 70, True, "number", 30, 100, 0, 0, False, False, 0]
-    summary, pairs, skipped = client.predict("photos-sr", "photos", "", None, 0, *settings, api_name="/crappify")
+    summary, pairs, skipped, named = client.predict("photos-sr", "photos", "", None, 0, *settings, api_name="/crappify")
     assert "12 pairs" in summary and len(pairs) == 16
+    assert named["name"] == "photos-sr" and named["kind"] == "restore" and named["pairs"] == 12
+    assert named["counts"] == {"pairs": 12} and named["skipped"] == [] and "path" not in named
     assert json.loads((ws.datasets_dir / "photos-sr" / "dataset.json").read_text())["kind"] == "restore"
 
     shapes = root / "shapes.zip"
@@ -85,10 +90,12 @@ def test_crappify_masks_and_augmentations(served):
             if p.parent.name in ("images", "labels") and p.stem < "shape_010":
                 zf.write(p, p.relative_to(ws.datasets_dir / "shapes"))
         zf.writestr("codes.txt", "background\ncircle\nsquare\ntriangle\n")
-    summary, view, legend, freq, skipped = client.predict(
+    summary, view, legend, freq, skipped, named = client.predict(
         "shapes10", "", handle_file(str(shapes)), "", "", "", api_name="/import_masks"
     )
     assert "10 image and mask pairs" in summary and "triangle" in legend
+    assert (named["name"], named["kind"], named["images"]) == ("shapes10", "segment", 10)
+    assert named["codes"] == ["background", "circle", "square", "triangle"] and named["skipped"] == []
 
     gallery = client.predict("shapes10", 0, 3, 0, api_name="/preview_augmentations")
     assert len(gallery) == 3

@@ -363,8 +363,9 @@ def test_pixel_bombs_are_refused_with_one_sentence(studio, finished, pixel_bombs
             zf.writestr(f"cat/{i}.png", png_bytes((200, 40 + 20 * i, 40)))
             zf.writestr(f"dog/{i}.png", png_bytes((40, 40 + 20 * i, 200)))
         zf.write(pixel_bombs[0], "cat/bomb.png")
-    summary, _, _, skipped = studio.call("/import_folder", "with bomb", "", handle_file(str(z)), "random", 34, 0)
+    summary, _, _, skipped, named = studio.call("/import_folder", "with bomb", "", handle_file(str(z)), "random", 34, 0)
     assert "6 images in 2 classes" in summary and "over the limit of 40,000,000" in str(skipped)
+    assert [s["file"] for s in named["skipped"]] == ["cat/bomb.png"] and "40,000,000" in named["skipped"][0]["reason"]
 
 
 def test_the_share_demo_refuses_pixel_bombs(studio, finished, pixel_bombs, module_tmp):

@@ -22,6 +22,7 @@ from conftest import write_colour_classes
 from test_gan import write_images
 from test_restore import write_pairs
 from test_segment import write_shapes
+from test_try_tasks import assert_named_answer
 from test_unet import _write_random_vgg_features
 
 # A tiny dataset of each kind a dataset builder makes (kinds, not tasks: a task says which it takes).
@@ -146,6 +147,10 @@ def test_try_answers_in_the_tasks_view(runs, name):
         assert isinstance(try_tab.generate_view(loaded, 3, 2), Image.Image)
     else:
         assert view == "stylised" and try_tab.stylise_view(loaded, picture()).size == (40, 32)
+    # What /try_model's last output holds, by name, built from the task's view alone.
+    given = {"picture": picture(), "k": 2, "opacity": 0.5, "seed": 3, "count": 2}
+    _, named = try_tab.answer(loaded, "run-1", given)
+    assert_named_answer(named, loaded, "run-1", given)
 
 
 @pytest.mark.parametrize("name", task_names())

@@ -159,9 +159,48 @@ def test_each_task_shows_only_its_inputs():
         assert sum(shown[view] for view in try_tab.VIEWS) == 1
 
 
+def assert_named_answer(named: dict, loaded, run_id: str, given: dict) -> None:
+    """The named JSON of a Try answer (the last output of /try_model) holds, by name, what the
+    run's view answers in numbers and words, and nothing that is not plain JSON."""
+    import json
+
+    view = loaded.kind.try_view
+    assert json.loads(json.dumps(named)) == named
+    assert (named["run_id"], named["task"], named["view"]) == (run_id, loaded.task, view)
+    picture = given.get("picture")
+    if view == "classes":
+        top = named["top"]
+        probabilities = [t["probability"] for t in top]
+        assert len(top) == given["k"] and {t["label"] for t in top} <= set(loaded.classes)
+        assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1 + 1e-4
+        assert named["heatmap"]["class"] in loaded.classes and named["heatmap"]["class"] in named["note"]
+    elif view == "overlay":
+        assert named["codes"] == list(loaded.info["codes"]) == list(named["pixel_share"])
+        assert abs(sum(named["pixel_share"].values()) - 1) < 1e-4 and min(named["pixel_share"].values()) >= 0
+        assert named["size"] == list(loaded.shown(picture).size) and named["opacity"] == given["opacity"]
+    elif view == "before_after":  # a small picture is restored whole (larger by the scale for super-resolution)
+        scale = int(loaded.info.get("scale", 1) or 1)
+        assert named["input_size"] == list(picture.size) and named["size"] == [scale * n for n in picture.size]
+    elif view == "drawn":
+        assert (named["seed"], named["count"]) == (given["seed"], given["count"])
+        assert named["size"] == list(loaded.generate(0, 1)[0].size)
+    else:
+        assert view == "stylised" and named["size"] == named["input_size"] == list(picture.size)
+
+
+@pytest.mark.parametrize("task", ["classify", "segment", "restore", "gan", "wgan", "style"])
+def test_each_answer_is_named_in_its_views_terms(studio, task):
+    model = loaded(studio, task)
+    given = {"picture": photo((40, 32)), "k": 2, "opacity": 0.25, "seed": 5, "count": 3}
+    shown, named = try_tab.answer(model, studio.runs[task], given)
+    assert_named_answer(named, model, studio.runs[task], given)
+    assert shown and all(value is not None for value in shown.values())
+
+
 def test_try_through_the_launched_studio(studio, tmp_path):
     from gradio_client import Client, handle_file
     from studio.ui import build_app
+    from trainers.tasks import TASKS
 
     demo = build_app(studio.ctx)
     demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
@@ -171,11 +210,31 @@ def test_try_through_the_launched_studio(studio, tmp_path):
         Image.new("RGB", (32, 32), (200, 40, 40)).save(picture)
         result = client.predict(studio.runs["classify"], handle_file(str(picture)), 2, 0.5, 0, 1,
                                 api_name="/try_model")
-        label, heat = result[0], result[1]
+        label, heat, named = result[0], result[1], result[-1]
+        assert len(result) == 10  # the nine outputs scripts read by index, then the named JSON
         assert label["label"] in ("red", "green", "blue") and len(label["confidences"]) == 2
         assert Image.open(heat).size == (256, 256)  # the 32-pixel heatmap, enlarged 8 times for the page
+        assert [t["label"] for t in named["top"]] == [c["label"] for c in label["confidences"]]
         grids = [client.predict(studio.runs["wgan"], None, 3, 0.5, 42, 4, api_name="/try_model")[7] for _ in range(2)]
         assert np.array_equal(np.asarray(Image.open(grids[0])), np.asarray(Image.open(grids[1])))
+        # Every task of the registry answers by name, as a script reads it.
+        image = tmp_path / "photo.png"
+        photo((40, 32)).save(image)
+        given = {"picture": photo((40, 32)), "k": 2, "opacity": 0.25, "seed": 5, "count": 3}
+        for task in TASKS:
+            wants_picture = "picture" in TASKS[task].try_inputs
+            named = client.predict(studio.runs[task], handle_file(str(image)) if wants_picture else None,
+                                   2, 0.25, 5, 3, api_name="/try_model")[-1]
+            assert_named_answer(named, loaded(studio, task), studio.runs[task], given)
+        # What the page does before each try: every output of /try_model cleared, the JSON too,
+        # so a refused picture leaves no stale answer.
+        tried = next(fn for fn in demo.fns.values() if fn.api_name == "try_model")
+        clears = [fn for fn in demo.fns.values()
+                  if not fn.inputs and [b._id for b in fn.outputs] == [b._id for b in tried.outputs]]
+        assert len(clears) == 2  # the button's and the upload's
+        for fn in clears:
+            values = fn.fn()
+            assert len(values) == len(tried.outputs) == 10 and set(values.values()) <= {None, ""}
         with pytest.raises(Exception, match="Upload a picture"):
             client.predict(studio.runs["segment"], None, 3, 0.5, 0, 1, api_name="/try_model")
         with pytest.raises(Exception, match="no network"):

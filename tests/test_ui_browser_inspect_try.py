@@ -100,3 +100,8 @@ def test_try_predicts_a_class_for_an_uploaded_picture(page, trained, picture):
         "return el && names.some(n => el.innerText.includes(n)); }", arg=list(CLASSES))
     assert any(name in label.inner_text() for name in CLASSES)
     page.locator("#try-heatmap img").wait_for()  # the heatmap comes with the prediction
+    # The same answer by name, as a script reads it, under a closed accordion.
+    panel.get_by_text("The answer as a script reads it (JSON)").click()
+    page.wait_for_function(
+        "() => { const el = document.querySelector('#try-answer'); "
+        "return el && ['probability', 'classes', 'Grad-CAM'].every(w => el.innerText.includes(w)); }")

@@ -60,6 +60,12 @@ def _skipped_rows(report):
     return [[s["file"], s["reason"]] for s in report.get("skipped", [])]
 
 
+def named_summary(report) -> dict:
+    """A builder's report as a script reads it (its endpoint's last output): name, kind, counts,
+    classes or codes, skipped [{file, reason}], notes...; everything but the folder on the host."""
+    return {key: value for key, value in report.items() if key != "path"}
+
+
 def _summary(report, what):
     lines = [f"**{report['name']}** ({report['kind']}): {what}."]
     if report.get("skipped"):
@@ -173,6 +179,12 @@ def skipped_table():
     return gr.Dataframe(headers=["file", "reason"], label="Skipped", wrap=True, interactive=False)
 
 
+def summary_json():
+    """The builder's summary by name (named_summary), in a closed accordion: what scripts read."""
+    with gr.Accordion("The summary as a script reads it (JSON)", open=False):
+        return gr.JSON(label="Summary")
+
+
 # ---------------- the panels: one function each (handlers' api names are part of docs/API.md) ----
 def folder_labels_panel(ws, shared):
     @user_errors
@@ -188,7 +200,7 @@ def folder_labels_panel(ws, shared):
         total = sum(sum(v.values()) for v in report["counts"].values())
         summary = _summary(report, f"{total} images in {len(report['classes'])} classes")
         thumbs = _thumbs(class_thumbnails(report["path"], per_class=6))
-        return summary, class_count_figure(report["counts"]), thumbs, _skipped_rows(report)
+        return summary, class_count_figure(report["counts"]), thumbs, _skipped_rows(report), named_summary(report)
 
     gr.Markdown(
         "One folder per class (optionally inside `train/` and `valid/`), "
@@ -210,11 +222,12 @@ def folder_labels_panel(ws, shared):
     chart = gr.Plot(label="Class counts")
     gallery = gr.Gallery(label="Thumbnails per class", columns=8, height=300)
     skipped = skipped_table()
+    named = summary_json()
     click_said_and_api(
         button,
         import_folder,
         [name, folder, upload, split, pct, seed],
-        [summary, chart, gallery, skipped],
+        [summary, chart, gallery, skipped, named],
         "import_folder",
     )
 
@@ -249,7 +262,7 @@ def crappify_panel(ws, shared, tab):
             crappy, clean = Image.open(out / "crappy" / f"{s}.png"), Image.open(out / "clean" / f"{s}.png")
             pairs += [(crappy.convert("RGB"), f"{s}: input"), (clean.convert("RGB"), f"{s}: target")]
         scale = f", inputs at 1/{report['scale']} size" if report["scale"] > 1 else ""
-        return _summary(report, f"{report['pairs']} pairs{scale}"), pairs, _skipped_rows(report)
+        return _summary(report, f"{report['pairs']} pairs{scale}"), pairs, _skipped_rows(report), named_summary(report)
 
     gr.Markdown("Make (crappy input, clean target) pairs from good pictures, for restoration or super-resolution.")
     with gr.Row():
@@ -274,8 +287,13 @@ def crappify_panel(ws, shared, tab):
     summary = gr.Markdown()
     gallery = gr.Gallery(label="Some pairs", columns=8, height=260)
     skipped = skipped_table()
+    named = summary_json()
     click_said_and_api(
-        button, crappify, [name, dataset, folder, upload, seed] + settings, [summary, gallery, skipped], "crappify"
+        button,
+        crappify,
+        [name, dataset, folder, upload, seed] + settings,
+        [summary, gallery, skipped, named],
+        "crappify",
     )
     # Opening Crappify shows the preview at once (it used to wait for a setting to move).
     tab.select(pick(ws, ["images"]), dataset, dataset, api_name=False).then(
@@ -328,7 +346,8 @@ def import_masks_panel(ws, shared):
             palette=palette,
         )
         view, legend, freq = overlay_view(ws, report["name"], 0, 50)
-        return _summary(report, f"{report['images']} image and mask pairs"), view, legend, freq, _skipped_rows(report)
+        summary = _summary(report, f"{report['images']} image and mask pairs")
+        return summary, view, legend, freq, _skipped_rows(report), named_summary(report)
 
     gr.Markdown(
         "A folder or zip with `images/` and `labels/` (same file names; CamVid's `_P` suffix works) "
@@ -344,8 +363,13 @@ def import_masks_panel(ws, shared):
     summary = gr.Markdown()
     shown = overlay_outputs()
     skipped = skipped_table()
+    named = summary_json()
     click_said_and_api(
-        button, import_masks, [name, folder, upload, codes, void, palette], [summary, *shown, skipped], "import_masks"
+        button,
+        import_masks,
+        [name, folder, upload, codes, void, palette],
+        [summary, *shown, skipped, named],
+        "import_masks",
     )
 
 

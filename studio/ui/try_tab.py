@@ -6,7 +6,9 @@ and a Grad-CAM heatmap), "overlay" (the picture tinted by the predicted classes,
 legend and an opacity slider), "before_after" (side by side and on a slider), "drawn" (a grid
 drawn from a seed: same seed, same pictures), "stylised" (an uploaded photo stylised).
 Choosing a run shows only the inputs and outputs of its task. The views are plain functions of
-a loaded model, so they are tested without a browser."""
+a loaded model, so they are tested without a browser. Each view also answers in numbers and words
+by name (ANSWERS: the top classes, the share of pixels per code, the sizes, the seed...): the
+last output of /try_model, a JSON object a script reads instead of counting outputs."""
 from types import SimpleNamespace
 
 import gradio as gr
@@ -20,7 +22,6 @@ from studio.ui.inspect_tab import load, run_list
 from studio.ui.pictures import PictureInput
 
 INPUTS = ("picture", "k", "opacity", "seed", "count")
-VIEWS = ("classes", "overlay", "before_after", "drawn", "stylised")
 
 
 def task_of(name):
@@ -32,37 +33,120 @@ def task_of(name):
 
 def classify_view(loaded, image, k: int = 3) -> tuple:
     """({class: probability} for the top k, Grad-CAM overlay, note)."""
-    top = loaded.probabilities(image)[:max(1, int(k))]
-    with torch.inference_mode(False):  # Grad-CAM needs gradients; Gradio may call us in inference mode
-        picture, index = insp.heatmap(loaded, image, "Grad-CAM", None, None, 0.5)
-    return dict(top), picture, f"Grad-CAM heatmap for **{loaded.classes[index]}**."
+    shown, _ = classes_answer(loaded, {"picture": image, "k": k})
+    return shown["label"], shown["heat"], shown["heat_note"]
+
+
+def _segment(loaded, image, opacity: float) -> tuple:
+    """(overlay, legend HTML, {code: share of the picture's pixels predicted as it})."""
+    from trainers.tasks.segment import overlay
+
+    labels = loaded.forward(loaded.preprocess(image)).argmax(1)[0]
+    palette = [tuple(c) for c in loaded.info["palette"]]
+    picture = overlay(loaded.shown(image), labels, palette, float(opacity))
+    codes = list(loaded.info["codes"])
+    counts = torch.bincount(labels.flatten(), minlength=len(codes)).tolist()
+    share = {str(code): round(n / labels.numel(), 6) for code, n in zip(codes, counts)}
+    return picture, legend_html(codes, palette), share
 
 
 def segment_view(loaded, image, opacity: float = 0.5) -> tuple:
     """(overlay, legend HTML with one colour chip per class)."""
-    from trainers.tasks.segment import overlay
-    labels = loaded.forward(loaded.preprocess(image)).argmax(1)[0]
-    palette = [tuple(c) for c in loaded.info["palette"]]
-    picture = overlay(loaded.shown(image), labels, palette, float(opacity))
-    return picture, legend_html(loaded.info["codes"], palette)
+    picture, legend, _ = _segment(loaded, image, opacity)
+    return picture, legend
 
 
 def before_after_view(loaded, image) -> tuple:
     """((before, after) for the slider, the two side by side)."""
     from trainers.grid import side_by_side
+
     before, after = loaded.restored(image)
     return (before, after), side_by_side([[before, after]])
 
 
+def _grid(pictures: list):
+    from trainers.grid import grid
+
+    return grid(pictures, columns=min(8, len(pictures)))
+
+
 def generate_view(loaded, seed: int, count: int):
     """A grid of `count` pictures drawn from `seed`."""
-    from trainers.grid import grid
-    images = loaded.generate(int(seed), int(count))
-    return grid(images, columns=min(8, len(images)))
+    return _grid(loaded.generate(int(seed), int(count)))
 
 
 def stylise_view(loaded, image):
     return loaded.stylise(image)
+
+
+# --- the answers by view: (what the page shows, by answer name; the same in numbers and words) --
+# Each takes the loaded model and the Try inputs by name (INPUTS); pictures stay in the page's
+# image outputs, the facts go to the named JSON a script reads.
+
+
+def _size(picture) -> list:
+    return list(picture.size)
+
+
+def classes_answer(loaded, given: dict) -> tuple:
+    image = given["picture"]
+    top = loaded.probabilities(image)[: max(1, int(given["k"]))]
+    with torch.inference_mode(False):  # Grad-CAM needs gradients; Gradio may call us in inference mode
+        picture, index = insp.heatmap(loaded, image, "Grad-CAM", None, None, 0.5)
+    explained = loaded.classes[index]
+    shown = {"label": dict(top), "heat": picture, "heat_note": f"Grad-CAM heatmap for **{explained}**."}
+    facts = {
+        "top": [{"label": label, "probability": round(p, 6)} for label, p in top],
+        "heatmap": {"method": "Grad-CAM", "class": explained},
+        "note": f"Grad-CAM heatmap for {explained}.",
+    }
+    return shown, facts
+
+
+def overlay_answer(loaded, given: dict) -> tuple:
+    picture, legend, share = _segment(loaded, given["picture"], given["opacity"])
+    facts = {"codes": list(share), "pixel_share": share, "size": _size(picture), "opacity": float(given["opacity"])}
+    return {"seg_picture": picture, "seg_legend": legend}, facts
+
+
+def before_after_answer(loaded, given: dict) -> tuple:
+    (before, after), both = before_after_view(loaded, given["picture"])
+    # size: the restored picture (the centre of a very large one; larger for super-resolution)
+    facts = {"size": _size(after), "input_size": _size(given["picture"])}
+    return {"slider": (before, after), "pair": both}, facts
+
+
+def drawn_answer(loaded, given: dict) -> tuple:
+    seed, count = int(given["seed"]), int(given["count"])
+    pictures = loaded.generate(seed, count)
+    return {"drawn": _grid(pictures)}, {"seed": seed, "count": len(pictures), "size": _size(pictures[0])}
+
+
+def stylised_answer(loaded, given: dict) -> tuple:
+    picture = stylise_view(loaded, given["picture"])
+    return {"styled": picture}, {"size": _size(picture), "input_size": _size(given["picture"])}
+
+
+ANSWERS = {
+    "classes": classes_answer,
+    "overlay": overlay_answer,
+    "before_after": before_after_answer,
+    "drawn": drawn_answer,
+    "stylised": stylised_answer,
+}
+VIEWS = tuple(ANSWERS)  # the page has one answer group per view
+
+
+def answer(loaded, run_id: str, given: dict) -> tuple:
+    """(the page's values by answer name, the named JSON) for a loaded run and the Try inputs by
+    name, in the view its task names (Task.try_view); the JSON always has run_id, task and view."""
+    view = loaded.kind.try_view
+    if view not in ANSWERS:
+        raise gr.Error(f"Trying {loaded.task} models is not available.", print_exception=False)
+    if "picture" in loaded.kind.try_inputs and given.get("picture") is None:
+        raise gr.Error("Upload a picture or take one with the webcam.", print_exception=False)
+    shown, facts = ANSWERS[view](loaded, given)
+    return shown, {"run_id": run_id, "task": loaded.task, "view": view, **facts}
 
 
 def shown_for(task: str) -> dict:
@@ -119,6 +203,9 @@ def build(ctx):
                 drawn = gr.Image(type="pil", label="Drawn from the seed", height=360, interactive=False, alt_text="Pictures drawn from the seed")
             with gr.Group(visible=False) as style_box:
                 styled = gr.Image(type="pil", label="Stylised", height=360, interactive=False, alt_text="The picture in the learned style")
+            # The answer in numbers and words, by name: what /try_model's scripts read (docs/API.md).
+            with gr.Accordion("The answer as a script reads it (JSON)", open=False):
+                facts = gr.JSON(label="Answer", elem_id="try-answer")
 
     inputs = {"picture": picture, "k": k, "opacity": opacity, "seed": seed, "count": count}
     boxes = {"classes": classify_box, "overlay": segment_box, "before_after": before_after_box,
@@ -126,7 +213,8 @@ def build(ctx):
     # Every answer by name; on_try fills those of the run's view and leaves the rest as they are.
     answers = {"label": label, "heat": heat, "heat_note": heat_note, "seg_picture": seg_picture,
                "seg_legend": seg_legend, "slider": slider, "pair": pair, "drawn": drawn, "styled": styled}
-    outputs = list(answers.values())
+    # The named JSON comes last, so scripts that read the nine pictures by index keep working.
+    outputs = list(answers.values()) + [facts]
 
     @user_errors
     def on_choose(run_id):
@@ -146,22 +234,9 @@ def build(ctx):
         if not run_id:
             raise gr.Error("Choose a run first.", print_exception=False)
         loaded = load(ctx, run_id)
-        view = loaded.kind.try_view
-        if view == "drawn":
-            return {drawn: enlarged(generate_view(loaded, seed_value, how_many))}
-        if image is None:
-            raise gr.Error("Upload a picture or take one with the webcam.", print_exception=False)
-        if view == "classes":
-            values = dict(zip((label, heat, heat_note), classify_view(loaded, image, top_k)))
-        elif view == "overlay":
-            values = dict(zip((seg_picture, seg_legend), segment_view(loaded, image, alpha)))
-        elif view == "before_after":
-            values = dict(zip((slider, pair), before_after_view(loaded, image)))
-        elif view == "stylised":
-            values = {styled: stylise_view(loaded, image)}
-        else:
-            raise gr.Error(f"Trying {loaded.task} models is not available.", print_exception=False)
-        return {component: enlarged(value) for component, value in values.items()}
+        given = {"picture": image, "k": top_k, "opacity": alpha, "seed": seed_value, "count": how_many}
+        shown, named = answer(loaded, run_id, given)
+        return {facts: named, **{answers[key]: enlarged(value) for key, value in shown.items()}}
 
     choose_outputs = [about, go] + list(inputs.values()) + list(boxes.values())
     run.change(on_choose, run, choose_outputs, api_name=False)
