@@ -53,10 +53,11 @@ LOSS_POINTS = """() => {
 }"""
 
 
-# Gradio's red "Error" badges on the page that can be seen: a failed event marks each of its
-# outputs with one, unless the handler answered with a sentence instead (or hid its progress,
-# which leaves the badge in the page at opacity 0).
-VISIBLE_ERROR_BADGES = """() => Array.from(document.querySelectorAll('.error')).filter(e => {
+# Gradio's red "Error" badges that can be seen under `root` (an element handle's evaluate): a
+# failed event marks each of its outputs with one, unless the handler answered with a sentence
+# instead (or hid its progress, which leaves the badge in the page at opacity 0). Each badge is
+# described by the text of the block it sits on.
+VISIBLE_ERROR_BADGES = """(root) => Array.from(root.querySelectorAll('.error')).filter(e => {
   const wrap = e.closest('.wrap');
   return e.textContent.trim() === 'Error' && e.offsetParent !== null && !(wrap && wrap.classList.contains('hide'));
-}).length"""
+}).map(e => (e.closest('.block') || e.parentElement).innerText.slice(0, 80))"""

@@ -154,6 +154,26 @@ def test_a_text_file_named_png_in_try_is_one_sentence_and_clears_the_old_answer(
                          "#try-heatmap [data-testid=status-tracker]')].every(t => getComputedStyle(t).opacity === '0')")
 
 
+def test_a_builder_refusal_is_one_sentence_in_its_summary_without_error_badges(page, shots):
+    """A folder that is not there, in Folder labels and in Masks: the builder's summary says so
+    in one sentence (no path of the host), and no output wears a red "Error" badge."""
+    open_tab(page, "Data")
+    page.get_by_label("Folder on this machine").first.fill("/no/such/pictures")
+    page.get_by_label("New dataset name").first.fill("nothing")
+    page.get_by_role("button", name="Import", exact=True).click()
+    said = page.get_by_text(re.compile(r"⚠ .*pictures")).first
+    said.wait_for(timeout=60_000)
+    assert "/no/such" not in said.inner_text()
+    data_panel = page.locator("[role=tabpanel]").filter(visible=True).first
+    assert data_panel.evaluate(VISIBLE_ERROR_BADGES) == []
+    page.get_by_role("tab", name="Masks", exact=True).click()
+    page.get_by_role("button", name="Import masks", exact=True).click()  # no source at all
+    page.get_by_text(re.compile(r"⚠ ")).filter(visible=True).first.wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "data-refusal.png"))
+    assert data_panel.evaluate(VISIBLE_ERROR_BADGES) == []
+    page.get_by_role("tab", name="Folder labels", exact=True).click()  # as the next test finds it
+
+
 def test_a_dataset_built_in_data_appears_in_train_on_switching_tabs(page, studio, module_tmp):
     source = write_colour_classes(module_tmp / "colour-pictures", per_class=4, size=16)
     open_tab(page, "Data")
@@ -165,24 +185,6 @@ def test_a_dataset_built_in_data_appears_in_train_on_switching_tabs(page, studio
     page.locator("#train-dataset input").click()
     page.get_by_role("option", name="colours", exact=True).click()
     page.get_by_text("colours: classify dataset").wait_for()
-
-
-def test_a_builder_refusal_is_one_sentence_in_its_summary_without_error_badges(page, shots):
-    """A folder that is not there, in Folder labels and in Masks: the builder's summary says so
-    in one sentence (no path of the host), and no output wears a red "Error" badge."""
-    open_tab(page, "Data")
-    page.get_by_label("Folder on this machine").first.fill("/no/such/pictures")
-    page.get_by_label("New dataset name").first.fill("nothing")
-    page.get_by_role("button", name="Import", exact=True).click()
-    said = page.get_by_text(re.compile(r"⚠ .*pictures")).first
-    said.wait_for(timeout=60_000)
-    assert "/no/such" not in said.inner_text()
-    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
-    page.get_by_role("tab", name="Masks", exact=True).click()
-    page.get_by_role("button", name="Import masks", exact=True).click()  # no source at all
-    page.get_by_text(re.compile(r"⚠ ")).filter(visible=True).first.wait_for(timeout=60_000)
-    page.screenshot(path=str(shots / "data-refusal.png"))
-    assert page.evaluate(VISIBLE_ERROR_BADGES) == 0
 
 
 def test_double_clicking_start_queues_one_run_and_stop_is_reachable_by_keyboard(page, studio):
