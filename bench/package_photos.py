@@ -17,6 +17,7 @@ seconds per seed, then min / median / max.
 """
 import argparse
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -145,6 +146,8 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=JSON")
     args = ap.parse_args()
     overrides = {k: json.loads(v) for k, v in (item.split("=", 1) for item in args.set)}
+    # No download attempt (this machine has no internet; "auto" finds no weights and says so).
+    os.environ.setdefault("DARKROOM_OFFLINE", "1")
     from trainers.device import use_cpu_threads
 
     print(f"{use_cpu_threads()} torch threads, as a run's worker uses (trainers/device.py)")
