@@ -146,11 +146,14 @@ def find_lr(config, reporter: Reporter | None = None, device=None) -> dict:
         distributed.shutdown()
 
 
-def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None) -> RunResult:
+def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False, device=None,
+        started: float | None = None) -> RunResult:
     """Train `config` into `out_dir`; returns a RunResult (status 'completed' or 'stopped',
     epochs_done, best_metric, monitor, device, lr, the weights it started from, its estimated
-    and its real seconds)."""
-    started = time.perf_counter()
+    and its real seconds). `started`: the time.perf_counter() at which the run's clock started
+    (a worker's start of the run, before torch loaded), so that a time budget counts from Start
+    and the seconds recorded are the person's; default: now."""
+    started = started if started is not None else time.perf_counter()
     config = _as_config(config)
     # A task with a loop of its own (wgan, gan, style's Gatys mode) trains itself: Task.own_fit
     # returns that fit (same arguments, same result), or None for the Learner below.
@@ -288,11 +291,12 @@ def _rehearse(config, learner, checkpoint, started, ctx=None) -> tuple:
     return config, estimate
 
 
-def estimate_run(config, device=None) -> dict:
+def estimate_run(config, device=None, started: float | None = None) -> dict:
     """The run's time before Start, measured on this device: build its parts, rehearse a few
     batches, and say how long it would take (with `budget_s`, for the epochs the budget sets).
-    Nothing is written; "auto" weights count only when they are on this machine."""
-    started = time.perf_counter()
+    Nothing is written; "auto" weights count only when they are on this machine. `started` as
+    for fit(): an estimate job's worker starts as the run's will, so its setup counts alike."""
+    started = started if started is not None else time.perf_counter()
     config = _as_config(config)
     config = config.with_pretrained(config.pretrained_here())
     if get_task(config.task).own_fit(config) is not None:
