@@ -9,6 +9,7 @@ times. Prints each measurement with the machine's load, the medians and their ra
 
     python bench/cpu_threads.py [--steps 15] [--rounds 2]
 """
+
 import argparse
 import os
 import statistics
@@ -31,8 +32,16 @@ def main():
     from trainers import RunConfig
     from trainers.fit import _build
 
-    config = RunConfig.from_dict({"task": "classify", "data": str(ROOT / "assets" / "digits"), "image_size": 32,
-                                  "batch_size": 32, "pretrained": False, "epochs": 1}).validate()
+    config = RunConfig.from_dict(
+        {
+            "task": "classify",
+            "data": str(ROOT / "assets" / "digits"),
+            "image_size": 32,
+            "batch_size": 32,
+            "pretrained": False,
+            "epochs": 1,
+        }
+    ).validate()
     learner = _build(config, "cpu")[3]
     data = Subset(learner.train_dl.dataset, range(args.steps * 32))
     learner.train_dl = DataLoader(data, 32, shuffle=True, drop_last=True)
@@ -51,8 +60,10 @@ def main():
             load = " ".join(open("/proc/loadavg").read().split()[:3])
             print(f"{threads} thread{'s' if threads > 1 else ''}: {seconds:.3f} s per step (load {load})", flush=True)
     (one, one_s), (many, many_s) = [(t, statistics.median(s)) for t, s in counts.items()]
-    print(f"median s/step: {one} thread {one_s:.3f}, {many} threads {many_s:.3f}; ratio {many}/{one} = "
-          f"{many_s / one_s:.2f}")
+    print(
+        f"median s/step: {one} thread {one_s:.3f}, {many} threads {many_s:.3f}; ratio {many}/{one} = "
+        f"{many_s / one_s:.2f}"
+    )
 
 
 if __name__ == "__main__":

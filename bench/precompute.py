@@ -17,6 +17,7 @@ expects well above 5x against the unfrozen phase).
 
     python bench/precompute.py [--data DIR] [--image-size 32] [--frozen 3] [--threads N]
 """
+
 import argparse
 import os
 import statistics
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 class EpochClock:
     """Seconds of each epoch, as the Learner measures them (training and validation)."""
+
     order, learner = 60, None
 
     def __init__(self):
@@ -79,9 +81,18 @@ def main():
     torch.manual_seed(0)
     torch.save(torchvision.models.get_model("resnet18", weights=None).state_dict(), path)
 
-    base = {"task": "classify", "data": args.data, "arch": "resnet18", "pretrained": True,
-            "image_size": args.image_size, "batch_size": args.batch_size, "epochs": args.frozen + 1,
-            "freeze_epochs": args.frozen, "lr": 3e-3, "seed": 42}
+    base = {
+        "task": "classify",
+        "data": args.data,
+        "arch": "resnet18",
+        "pretrained": True,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "epochs": args.frozen + 1,
+        "freeze_epochs": args.frozen,
+        "lr": 3e-3,
+        "seed": 42,
+    }
     on = learner_for(dict(base, extra={"precompute": True, "precompute_views": 2}))
     on.freeze()
     on_epochs, on_total = timed(on, args.frozen, 3e-3)
@@ -91,22 +102,30 @@ def main():
     off.unfreeze()
     unfrozen_epochs, _ = timed(off, 1, slice(3e-3 / 200, 3e-3 / 2))
 
-    cached = on_epochs[2:] or on_epochs[-1:]   # epochs whose view was already in the cache
-    cache_s = on_total - sum(cached)            # the validation set once, and each view once
+    cached = on_epochs[2:] or on_epochs[-1:]  # epochs whose view was already in the cache
+    cache_s = on_total - sum(cached)  # the validation set once, and each view once
     frozen_off = statistics.median(off_epochs)
     load = " ".join(open("/proc/loadavg").read().split()[:3])
-    print(f"{args.data}: {len(on.train_dl)} training batches of {args.batch_size} at {args.image_size} px, "
-          f"resnet18 pretrained (test-written weights), {torch.get_num_threads()} threads, load {load}")
-    print(f"frozen, precompute on : epochs {', '.join(f'{s:.2f}' for s in on_epochs)} s "
-          f"(from the cache: {statistics.median(cached):.3f} s); whole frozen phase {on_total:.1f} s, "
-          f"of which computing the activations about {cache_s:.1f} s")
-    print(f"frozen, precompute off: epochs {', '.join(f'{s:.2f}' for s in off_epochs)} s; whole frozen phase "
-          f"{off_total:.1f} s")
+    print(
+        f"{args.data}: {len(on.train_dl)} training batches of {args.batch_size} at {args.image_size} px, "
+        f"resnet18 pretrained (test-written weights), {torch.get_num_threads()} threads, load {load}"
+    )
+    print(
+        f"frozen, precompute on : epochs {', '.join(f'{s:.2f}' for s in on_epochs)} s "
+        f"(from the cache: {statistics.median(cached):.3f} s); whole frozen phase {on_total:.1f} s, "
+        f"of which computing the activations about {cache_s:.1f} s"
+    )
+    print(
+        f"frozen, precompute off: epochs {', '.join(f'{s:.2f}' for s in off_epochs)} s; whole frozen phase "
+        f"{off_total:.1f} s"
+    )
     print(f"unfrozen              : {unfrozen_epochs[0]:.2f} s per epoch")
     print(f"ratio frozen epoch without / with the cache: {frozen_off / statistics.median(cached):.1f}x")
     print(f"ratio unfrozen epoch / frozen epoch from the cache: {unfrozen_epochs[0] / statistics.median(cached):.1f}x")
-    print(f"ratio whole frozen phase without / with precompute ({args.frozen} epochs, cache included): "
-          f"{off_total / on_total:.2f}x")
+    print(
+        f"ratio whole frozen phase without / with precompute ({args.frozen} epochs, cache included): "
+        f"{off_total / on_total:.2f}x"
+    )
 
 
 if __name__ == "__main__":

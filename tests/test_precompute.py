@@ -3,6 +3,7 @@
 Every test writes a weights file into a temporary TORCH_HOME (the run is pretrained) and trains on
 the tiny colour classes with one thread.
 """
+
 import torch
 from PIL import Image
 
@@ -38,6 +39,7 @@ def _precompute(learner) -> Precompute:
 
 class Losses:
     """Training losses and validation results, per batch and per epoch."""
+
     order = 40
     learner = None
 
@@ -71,7 +73,7 @@ def test_head_from_cached_and_from_live_activations_trains_the_same(tmp_path, co
 
     with_cache, without = _train_frozen(cached), _train_frozen(live)
     assert _precompute(cached).cache.computed == 2  # validation once, one training view
-    assert live_cb.cache.computed == 0               # the live path computes nothing ahead
+    assert live_cb.cache.computed == 0  # the live path computes nothing ahead
 
     assert len(with_cache.losses) == len(without.losses) > 0
     assert max(abs(a - b) for a, b in zip(with_cache.losses, without.losses)) < TOLERANCE
@@ -92,8 +94,9 @@ def test_head_from_cached_and_from_live_activations_trains_the_same(tmp_path, co
     assert cached.model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
 
 
-def test_cache_is_kept_and_computed_again_when_size_weights_or_views_change(tmp_path, colour_data, monkeypatch,
-                                                                            one_thread):
+def test_cache_is_kept_and_computed_again_when_size_weights_or_views_change(
+    tmp_path, colour_data, monkeypatch, one_thread
+):
     (tmp_path / "torch").mkdir()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     write_fake_weights("resnet18")
@@ -104,15 +107,15 @@ def test_cache_is_kept_and_computed_again_when_size_weights_or_views_change(tmp_
         _train_frozen(learner, epochs=frozen)
         return _precompute(learner).cache.computed
 
-    assert computed() == 2                      # validation and the first training view
+    assert computed() == 2  # validation and the first training view
     assert len(list(cache.glob("*.pt"))) == 2
-    assert computed() == 0                      # the same run again: all from the folder
-    assert computed(image_size=48) == 2         # another size: everything again
+    assert computed() == 0  # the same run again: all from the folder
+    assert computed(image_size=48) == 2  # another size: everything again
     # Augmented views: the first of 2, then the first of 3 (another number of views), then found.
-    assert computed(augment=True, extra={"precompute_views": 2}) == 1   # training only
+    assert computed(augment=True, extra={"precompute_views": 2}) == 1  # training only
     assert computed(augment=True, extra={"precompute_views": 3}) == 1
     assert computed(augment=True, extra={"precompute_views": 3}) == 0
-    assert computed(seed=8) == 2                # another seed: another split, other augmentations
+    assert computed(seed=8) == 2  # another seed: another split, other augmentations
     # Other weights (the file replaced): everything again.
     path = weights_file("resnet18")
     state = torch.load(path, weights_only=True)
@@ -149,8 +152,9 @@ def test_precompute_off_from_scratch_or_without_a_frozen_phase(tmp_path, colour_
         assert not any(isinstance(cb, Precompute) for cb in learner.callbacks), changes
 
 
-def test_a_run_with_precompute_completes_and_its_checkpoint_loads_in_try(tmp_path, colour_data, monkeypatch,
-                                                                        one_thread):
+def test_a_run_with_precompute_completes_and_its_checkpoint_loads_in_try(
+    tmp_path, colour_data, monkeypatch, one_thread
+):
     from studio.checkpoints import load_checkpoint
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

@@ -209,10 +209,23 @@ def test_clone_carries_every_setting_of_the_run_into_the_form(ctx):
     import gradio as gr
 
     hubble = dict(task_options.picture_choices(ctx.workspace, "photos"))["photos/hubble_deep_field.png"]
-    submitted = {"task": "style", "data": "photos", "arch": "resnet18", "pretrained": False, "image_size": 96,
-                 "batch_size": 2, "epochs": 3, "lr": 0.001, "freeze_epochs": 0, "mixed_precision": False,
-                 "seed": 7, "budget_s": 600, "grad_clip": 1.0, "valid_pct": 0.3,
-                 "extra": {"style_image": hubble, "content_weight": 2.0, "style_layers": [1, 2], "keep_last": True}}
+    submitted = {
+        "task": "style",
+        "data": "photos",
+        "arch": "resnet18",
+        "pretrained": False,
+        "image_size": 96,
+        "batch_size": 2,
+        "epochs": 3,
+        "lr": 0.001,
+        "freeze_epochs": 0,
+        "mixed_precision": False,
+        "seed": 7,
+        "budget_s": 600,
+        "grad_clip": 1.0,
+        "valid_pct": 0.3,
+        "extra": {"style_image": hubble, "content_weight": 2.0, "style_layers": [1, 2], "keep_last": True},
+    }
     record_config = ctx.jobs._checked(submitted)  # what the store keeps of a run (a folder for data)
     with gr.Blocks():
         train = train_tab.build(ctx)

@@ -18,6 +18,7 @@ its state), the pictures (paths, sizes, modification times, labels), the transfo
 normalisation, augmentation) and, for training views, the view, the number of views and the
 seed that draws its augmentation. Change any of them and the activations are computed again.
 """
+
 import hashlib
 import json
 from pathlib import Path
@@ -92,10 +93,10 @@ class Precompute(Callback):
     """Trains the head on cached activations while the body is frozen (module docstring).
     `live=True` computes the same activations every batch instead (the fixed part in eval mode,
     no gradients): the reference the cached path must match, and the benchmark's baseline."""
+
     order = -10  # before everything else: the others then see the head and its inputs
 
-    def __init__(self, cache: ActivationCache | None = None, views: int = 2, seed: int = 42,
-                 live: bool = False):
+    def __init__(self, cache: ActivationCache | None = None, views: int = 2, seed: int = 42, live: bool = False):
         self.cache = cache if cache is not None else ActivationCache()
         self.views, self.seed, self.live = max(1, int(views)), seed, live
         self.active = False
@@ -108,8 +109,9 @@ class Precompute(Callback):
             return None  # DDP, a task's own validation forward, or a model that does not split
         fixed, trainable = model.precompute_split()
         # Frozen: nothing of the fixed part learns but (at most) its batch norm.
-        learning = [p for m in fixed.modules() if not isinstance(m, _BN)
-                    for p in m.parameters(recurse=False) if p.requires_grad]
+        learning = [
+            p for m in fixed.modules() if not isinstance(m, _BN) for p in m.parameters(recurse=False) if p.requires_grad
+        ]
         return None if learning else (fixed, trainable)
 
     def before_fit(self):
@@ -129,8 +131,10 @@ class Precompute(Callback):
         if not self.live:
             self.valid_features = self._features("valid", learn.valid_dl.dataset, None)
             learn.valid_dl = self._loader(self.valid_features, learn.valid_dl, shuffle=False)
-            learn.log(f"precompute: the frozen body's activations are cached (at most {self.views} augmented "
-                      f"view{'s' if self.views > 1 else ''} of the training pictures); the head trains on them")
+            learn.log(
+                f"precompute: the frozen body's activations are cached (at most {self.views} augmented "
+                f"view{'s' if self.views > 1 else ''} of the training pictures); the head trains on them"
+            )
 
     def before_epoch(self):
         if not self.active:
@@ -176,18 +180,25 @@ class Precompute(Callback):
                 with torch.no_grad():
                     x = fixed(x)
             return trainable(x)
+
         # object's setattr: a module's own would register a module as a submodule.
         object.__setattr__(model, "forward", forward)
 
     def _loader(self, features, like: DataLoader, shuffle: bool) -> DataLoader:
         """Activations in batches as `like` gave pictures (its batch size and drop_last), in memory."""
-        return DataLoader(TensorDataset(*features), batch_size=like.batch_size, shuffle=shuffle,
-                          drop_last=like.drop_last)
+        return DataLoader(
+            TensorDataset(*features), batch_size=like.batch_size, shuffle=shuffle, drop_last=like.drop_last
+        )
 
     def _features(self, part: str, dataset, view):
         learn = self.learner
-        key = {"part": part, "weights": self._weights_id(), "items": items_digest(dataset),
-               "transform": repr(getattr(dataset, "transform", "")), "size": _size_of(dataset)}
+        key = {
+            "part": part,
+            "weights": self._weights_id(),
+            "items": items_digest(dataset),
+            "transform": repr(getattr(dataset, "transform", "")),
+            "size": _size_of(dataset),
+        }
         if view is not None:  # a training view: its augmentation is drawn from its own seed
             key.update(view=view, views=self.views, seed=self.seed)
         return self.cache.get(key, lambda: self._compute(dataset, view, learn))
