@@ -1,4 +1,5 @@
 import math
+import time
 
 import torch
 
@@ -231,3 +232,22 @@ def test_lr_finder_is_a_callback_on_the_normal_loop(colour_data):
     assert rec.events[0] == "before_fit" and rec.events[-1] == "after_fit"
     # ... and leaves nothing behind.
     assert not any(isinstance(cb, LRFinder) for cb in learner.callbacks) and learner.opt is None
+
+
+def test_a_rehearsal_times_the_work_each_epoch_ends_with_and_changes_nothing(colour_data, tmp_path):
+    from trainers.fit import _epoch_end_work
+
+    learner = make_learner(colour_data)
+    before = {k: v.clone() for k, v in learner.unwrapped.state_dict().items()}
+    seen = []
+
+    def epoch_end(lrn):
+        _epoch_end_work(lambda model: seen.append("grid"))(lrn)  # the checkpoints and the grid
+        seen.append(lrn.opt is not None and len(lrn.opt.state) > 0)  # written with the optimiser's state
+        time.sleep(0.2)
+
+    timing = learner.rehearse(epoch_end=epoch_end)
+    assert seen == ["grid", True] and timing["epoch_end_s"] >= 0.2
+    no_end = {**timing, "epoch_end_s": 0.0}
+    assert learner.estimate_epoch_s(timing) - learner.estimate_epoch_s(no_end) == timing["epoch_end_s"]
+    assert all(torch.equal(before[k], v) for k, v in learner.unwrapped.state_dict().items())

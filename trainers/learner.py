@@ -319,13 +319,15 @@ class Learner(CallbackHost):
                 self.stage = "training"
 
     # --- before the first step ------------------------------------------------
-    def rehearse(self, timed_batches: int = 3) -> dict:
+    def rehearse(self, timed_batches: int = 3, epoch_end=None) -> dict:
         """Before the first step: one training batch forward and backward and one validation
         batch forward at the run's sizes on its device (an out-of-memory error halves the batch
         here, before anything is learnt), then `timed_batches` more training steps and a
         validation batch, timed, for the run's estimate. Loading and augmenting count. The
         model, its batch-norm statistics and the random state are as they were afterwards.
-        Returns seconds per training batch and per validation batch."""
+        `epoch_end(learner)`, called once while the optimiser holds its state, is timed as the work
+        each epoch ends with (writing checkpoints, drawing the sample grid).
+        Returns seconds per training batch and per validation batch, and per epoch's end."""
         saved = copy.deepcopy(self.unwrapped.state_dict())
         rng = rng_state()
         self.make_optimizer(0.0)  # a real AdamW step that changes nothing (lr 0)
@@ -354,6 +356,10 @@ class Learner(CallbackHost):
                     self._valid_batch(*self._to_device(xb, yb))
                     self._sync()
                     valid.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            if epoch_end is not None:
+                epoch_end(self)
+            end_s = time.perf_counter() - start
         finally:
             self.unwrapped.load_state_dict(saved)
             set_rng_state(rng)
@@ -363,14 +369,15 @@ class Learner(CallbackHost):
         # a first epoch, still decode their images. The median: a busy machine's one slow batch
         # should not double the estimate.
         train_s = sorted(timings[1:])[timed_batches // 2] if timed_batches else timings[0]  # the median
-        return {"train_batch_s": train_s, "valid_batch_s": min(valid[1:]), "first_batch_s": timings[0]}
+        return {"train_batch_s": train_s, "valid_batch_s": min(valid[1:]), "first_batch_s": timings[0],
+                "epoch_end_s": end_s}
 
     def estimate_epoch_s(self, timing: dict) -> float:
-        """An epoch's seconds from a rehearsal: its training batches, its validation batches and
-        what callbacks add before validating (precise batch norm's forward passes)."""
+        """An epoch's seconds from a rehearsal: its training batches, its validation batches, what
+        callbacks add before validating (precise batch norm's forward passes) and the epoch's end."""
         extra = sum(getattr(cb, "forward_batches", lambda: 0)() for cb in self.callbacks)
         return (len(self.train_dl) * timing["train_batch_s"] + len(self.valid_dl) * timing["valid_batch_s"]
-                + extra * timing["valid_batch_s"] / 2)
+                + extra * timing["valid_batch_s"] / 2 + timing.get("epoch_end_s", 0.0))
 
     def _sync(self):
         if self.device.type == "cuda":
