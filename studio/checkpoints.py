@@ -104,15 +104,9 @@ class LoadedModel:
         and the model's output, computed in tiles of the training size by the function the run's
         validation used (trainers/tiling.py), so what Try shows is what the run scored."""
         self._needs("before_after", "before/after needs a restoring run (restore or gan)")
-        from torchvision.transforms.v2 import functional as TF
-        from trainers.grid import to_pil
-        from trainers.tiling import tiled
-        image = centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
-        x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), self.mean, self.std)
         with self.lock:
-            out = tiled(self.model, x[None], self.input_size(), scale=int(self.info.get("scale", 1) or 1))
-        after = to_pil(out[0].clamp(0, 1))
-        return image.resize(after.size, Image.BICUBIC), after
+            return restore_whole(self.model, image, self.mean, self.std, self.input_size(),
+                                 int(self.info.get("scale", 1) or 1))
 
     def generate(self, seed: int, count: int) -> list:
         """`count` pictures drawn by a wgan generator from seeded noise: the same seed always
@@ -134,6 +128,19 @@ class LoadedModel:
         image = image.convert("RGB")
         x = image_tensor(image, min(max_side, max(image.size)))[None]  # never enlarged
         return to_pil(self.forward(x)[0])
+
+
+def restore_whole(model, image: Image.Image, mean, std, tile: int, scale: int = 1) -> tuple:
+    """(before, after): the whole picture (its centre above MAX_RESTORE_PIXELS) through `model`
+    in tiles of `tile` input pixels (trainers/tiling.py, as the run's validation), `before` scaled
+    to the output's size so the two line up. Try and the exported demo both answer with this."""
+    from torchvision.transforms.v2 import functional as TF
+    from trainers.grid import to_pil
+    from trainers.tiling import tiled
+    image = centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
+    x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), mean, std)
+    after = to_pil(tiled(model, x[None], tile, scale=scale)[0].clamp(0, 1))
+    return image.resize(after.size, Image.BICUBIC), after
 
 
 def centre_area(image: Image.Image, max_pixels: int) -> Image.Image:

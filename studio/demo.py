@@ -88,23 +88,13 @@ class Bundle:
         raise DemoError(f"The demo does not serve {self.task!r} models.")
 
     def restored(self, image) -> tuple:
-        """(before, after): the whole picture restored in tiles of the bundle's input size, as the
-        Try tab and the run's validation do (trainers/tiling.py), its centre above the same pixel
-        limit; `before` scaled to the output's size so the two line up on the slider."""
-        from PIL import Image
-        from torchvision.transforms.v2 import functional as TF
+        """(before, after): the whole picture restored in tiles of the bundle's input size, by the
+        function the Try tab answers with (studio.checkpoints.restore_whole)."""
+        from studio.checkpoints import restore_whole
 
-        from studio.checkpoints import MAX_RESTORE_PIXELS, centre_area
-        from trainers.grid import to_pil
-        from trainers.tiling import tiled
-
-        image = centre_area(image.convert("RGB"), MAX_RESTORE_PIXELS)
-        x = TF.normalize(TF.to_dtype(TF.pil_to_tensor(image), torch.float32, scale=True), self.meta["mean"],
-                         self.meta["std"])
         size, scale = int(self.meta["input_size"]), int(self.meta.get("scale", 1))
-        out = tiled(_at_traced_size(self.run, size, scale), x[None], size, scale=scale)
-        after = to_pil(out[0].clamp(0, 1))
-        return image.resize(after.size, Image.BICUBIC), after
+        return restore_whole(_at_traced_size(self.run, size, scale), image, self.meta["mean"], self.meta["std"],
+                             size, scale)
 
 
 def _at_traced_size(run, size: int, scale: int):
