@@ -10,7 +10,8 @@ from PIL import Image
 
 from trainers.epoch_weights import kept_epochs, pinned_epoch
 from trainers.tasks import TASKS
-from trainers.heldout import best_epoch, mean_scores, output_path, picture_table, read_scores
+from trainers.tasks.base import Task
+from trainers.heldout import mean_scores, output_path, picture_table, read_scores
 
 DIFF_GAIN = 4.0  # differences of a few levels become visible; 64 levels or more show white
 
@@ -23,8 +24,7 @@ def suggestion(run_dir, task: str | None = None) -> dict:
     """{epoch, rule, scores (epoch -> mean), pinned, kept}: the epoch the run's task suggests from
     its held-out scores (Task.suggest_epoch: the argmax; a GAN's stopping rule)."""
     record = read_scores(run_dir)
-    kind = TASKS.get(task)
-    epoch, rule = kind.suggest_epoch(record) if kind else (best_epoch(record), "highest mean held-out PSNR")
+    epoch, rule = TASKS.get(task, Task()).suggest_epoch(record)  # a task no longer registered: the argmax
     return {
         "epoch": epoch,
         "rule": rule,
