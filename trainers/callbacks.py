@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic import save_image
+
 EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "before_step", "after_step",
           "after_batch", "on_batch_error", "before_validate", "after_validate", "after_epoch", "after_fit")
 
@@ -231,9 +233,7 @@ class EpochSamples(Callback):
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"epoch_{epoch:03d}.png"
         image = learn.sample_with(self.sample_fn) if hasattr(learn, "sample_with") else self.sample_fn(learn.model)
-        tmp = path.with_suffix(".tmp.png")
-        image.save(tmp)
-        tmp.replace(path)
+        save_image(image, path)
         if self.on_sample:
             self.on_sample(epoch, str(path))
 

@@ -10,10 +10,10 @@ RUN/pinned.json ({"epoch": 3}) names the epoch Try, Export and Share use instead
 """
 
 import json
-import os
 import re
 from pathlib import Path
 
+from .atomic import write_json
 from .callbacks import Callback, inference_state, write_checkpoint
 
 FOLDER = "epochs"
@@ -60,9 +60,7 @@ def pin_epoch(run_dir, epoch: int | None) -> None:
     if epoch is None:
         path.unlink(missing_ok=True)
         return
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"epoch": int(epoch)}), encoding="utf-8")
-    tmp.replace(path)
+    write_json({"epoch": int(epoch)}, path)
 
 
 def settings(extra: dict) -> tuple:

@@ -15,7 +15,6 @@ the stopping rule for a GAN (docs/CONFIG.md, "Choosing an epoch").
 """
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Callable
 
 import torch
 
+from .atomic import save_image, write_json
 from .callbacks import Callback
 from .grid import to_pil
 from .image_metrics import psnr, ssim
@@ -93,15 +93,11 @@ class HeldoutSet:
 
 
 def _save_png(image_tensor, path: Path) -> None:
-    tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.png")
-    to_pil(image_tensor).save(tmp)
-    tmp.replace(path)
+    save_image(to_pil(image_tensor), path)
 
 
 def _write_json(data, path: Path) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
+    write_json(data, path, indent=1)
 
 
 def read_scores(run_dir) -> dict:

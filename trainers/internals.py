@@ -8,11 +8,11 @@ them with the same epoch slider as the sample grids:
 """
 
 import json
-import os
 from pathlib import Path
 
 import torch
 
+from .atomic import save_image, write_json
 from .augment import denormalize
 from .callbacks import Callback
 from .cam import default_layer, layer_cam, overlay
@@ -61,17 +61,14 @@ class EpochInternals(Callback):
             tiles.append(captioned(overlay(picture, heat.numpy()), f"{name}"))
         folder = self.run_dir / FOLDER
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_png(grid(tiles, columns=len(tiles)), internals_path(self.run_dir, epoch))
+        save_image(grid(tiles, columns=len(tiles)), internals_path(self.run_dir, epoch))
         summary = {
             "epoch": epoch,
             "layer": layer,
             "predicted": [self.labels[c] if c < len(self.labels) else c for c in predicted.tolist()],
             "stats": self._stats_summary(),
         }
-        path = internals_path(self.run_dir, epoch, ".json")
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(summary, indent=1), encoding="utf-8")
-        tmp.replace(path)
+        write_json(summary, internals_path(self.run_dir, epoch, ".json"), indent=1)
 
     def _stats_summary(self) -> dict:
         """This epoch's mean of each layer's per-batch mean, std and near-zero fraction."""
@@ -87,12 +84,6 @@ class EpochInternals(Callback):
                 k: round(float(torch.stack([r[k][i] for r in rows]).mean()), 5) for k in ("mean", "std", "near_zero")
             }
         return out
-
-
-def _atomic_png(image, path: Path) -> None:
-    tmp = path.with_name(path.stem + f".{os.getpid()}.tmp.png")
-    image.save(tmp)
-    tmp.replace(path)
 
 
 def read_summary(run_dir, epoch: int) -> dict:
