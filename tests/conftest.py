@@ -1,4 +1,5 @@
 """Shared test fixtures: small real datasets written to temporary folders."""
+import json
 import os
 import shutil
 import sys
@@ -52,6 +53,11 @@ def tiny_config(data, **changes) -> dict:
               "extra": {"keep_epochs_every": 0}}
     config.update(changes)
     return config
+
+
+def tiny_json(**changes) -> str:
+    """tiny_config as a studio's API takes it: the workspace's "colours" dataset, in JSON."""
+    return json.dumps(tiny_config(**{"data": "colours", **changes}))
 
 
 def write_fake_weights(arch):

@@ -18,7 +18,8 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # Ray would report usage over the i
 ray = pytest.importorskip("ray", reason="Ray is optional (requirements-cluster.txt)")
 from gradio_client import Client  # noqa: E402
 
-from conftest import ROOT  # noqa: E402
+from conftest import ROOT, tiny_json  # noqa: E402
+from studio.run_disk import free_disk  # noqa: E402
 from studio.store import Store  # noqa: E402
 from test_ui_api import write_tiny_dataset  # noqa: E402
 
@@ -113,11 +114,18 @@ def studio(cluster, module_tmp):
     s.close()
 
 
+@pytest.fixture(autouse=True)
+def free_ended_runs(studio):
+    """After each test, its ended runs' checkpoints go (as the Runs tab's Free disk does): a
+    ResNet-18 run keeps about 180 MB, and the module's sweep alone trains four."""
+    yield
+    for record in studio.store.list_runs():
+        if record["status"] in ENDED:
+            free_disk(studio.workspace / "runs" / record["id"])
+
+
 def tiny(**changes) -> str:
-    config = {"task": "classify", "data": "colours", "arch": "resnet18", "epochs": 2, "batch_size": 8,
-              "image_size": 16, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
-    config.update(changes)
-    return json.dumps(config)
+    return tiny_json(**{"image_size": 16, **changes})
 
 
 def test_a_run_trains_on_the_cluster_with_metrics_and_samples(studio, cluster):

@@ -28,7 +28,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 import app
-from conftest import write_colour_classes
+from conftest import tiny_json, write_colour_classes
 from studio.jobs import process_alive
 from studio.store import Store
 
@@ -38,10 +38,7 @@ ENDED = ("completed", "failed", "stopped", "interrupted")
 
 
 def tiny(**changes) -> str:
-    config = {"task": "classify", "data": "colours", "arch": "resnet18", "epochs": 1, "batch_size": 8,
-              "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
-    config.update(changes)
-    return json.dumps(config)
+    return tiny_json(**{"epochs": 1, **changes})
 
 
 class SharedStudio:

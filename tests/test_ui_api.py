@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
-from conftest import ROOT, write_colour_classes
+from conftest import ROOT, tiny_json, write_colour_classes
 from studio.jobs import process_alive
 from studio.store import Store
 
@@ -38,10 +38,7 @@ def write_tiny_dataset(workspace: Path, name="colours", per_class=12) -> Path:
 
 
 def tiny(**changes) -> str:
-    config = {"task": "classify", "data": "colours", "arch": "resnet18", "epochs": 2, "batch_size": 8,
-              "image_size": 32, "lr": 3e-3, "freeze_epochs": 0, "pretrained": False}
-    config.update(changes)
-    return json.dumps(config)
+    return tiny_json(**changes)
 
 
 class Studio:
