@@ -7,7 +7,6 @@ studio version). No pickled Python code: exports that unpickle classes break acr
 import argparse
 import io
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -16,6 +15,8 @@ import torch
 
 from studio import __version__
 from studio.checkpoints import CheckpointError, LoadedModel, load_checkpoint
+from trainers.atomic import write_bytes
+from trainers.errors import WriteFailed
 
 
 class ExportError(ValueError):
@@ -52,12 +53,6 @@ def exportable_tasks() -> list:
     return [name for name, task in TASKS.items() if task.exports]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-
-
 def onnx_available() -> bool:
     try:
         import onnx  # noqa: F401
@@ -89,7 +84,7 @@ def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
         traced = torch.jit.trace(model, example)
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)  # deprecated in favour of torch.export, still the portable format
-    _write_atomic(out / "model.pt", buffer.getvalue())
+    write_bytes(buffer.getvalue(), out / "model.pt")
     files = ["model.pt"]
 
     if not onnx_available():
@@ -104,7 +99,7 @@ def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
                 torch.onnx.export(model, (example,), buffer, dynamo=False, input_names=["image"],
                                   output_names=["output"], opset_version=17,
                                   dynamic_axes={"image": {0: "batch"}, "output": {0: "batch"}})
-            _write_atomic(out / "model.onnx", buffer.getvalue())
+            write_bytes(buffer.getvalue(), out / "model.onnx")
             files.append("model.onnx")
             meta["files"]["onnx"] = "model.onnx"
             onnx_note = "written"
@@ -112,7 +107,7 @@ def export_bundle(run_dir, out_dir, which: str = "best") -> dict:
             onnx_note = f"skipped: this architecture does not export to ONNX ({type(e).__name__}: {e})"
             (out / "model.onnx").unlink(missing_ok=True)
     meta["onnx"] = onnx_note
-    _write_atomic(out / "model.json", (json.dumps(meta, indent=2) + "\n").encode("utf-8"))
+    write_bytes((json.dumps(meta, indent=2) + "\n").encode("utf-8"), out / "model.json")
     files.append("model.json")
     return {"dir": str(out), "files": files, "onnx": onnx_note, "task": loaded.task}
 
@@ -126,7 +121,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         result = export_bundle(args.run_dir, args.out, args.checkpoint)
-    except ExportError as e:
+    except (ExportError, WriteFailed) as e:  # WriteFailed: a full disk, said in a sentence
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"Exported the {result['task']} model to {result['dir']}: {', '.join(result['files'])}")

@@ -10,7 +10,6 @@ Control: `learner.stop = True` ends the run cleanly between batches; raising `Ca
 skips the rest of a batch (no optimiser step); raising `CancelValidate` in before_validate
 skips the epoch's validation and its after_epoch (the LR finder's sweep).
 """
-import os
 import random
 import time
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .atomic import save_image
+from .atomic import save_image, save_torch
 
 EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "before_step", "after_step",
           "after_batch", "on_batch_error", "before_validate", "after_validate", "after_epoch", "after_fit")
@@ -109,9 +108,7 @@ def write_checkpoint(state: dict, path) -> None:
     """Write atomically: a crash mid-write never leaves a broken checkpoint behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    save_torch(state, path)
 
 
 def inference_state(state: dict) -> dict:

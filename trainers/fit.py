@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from . import budget, distributed
+from .atomic import save_torch
 from .callbacks import Callback, GradientClip
 from .config import RunConfig
 from .device import pick_device
@@ -275,10 +276,10 @@ def _epoch_end_work(sample_fn):
     epochs overran its budget by the 0.45 s each epoch spent on them."""
 
     def work(learner):
-        with tempfile.TemporaryDirectory() as scratch:
-            torch.save(learner.state(), Path(scratch) / "last.pt")
+        with tempfile.TemporaryDirectory() as scratch:  # through the writer the epochs use
+            save_torch(learner.state(), Path(scratch) / "last.pt")
             for name in ("best.pt", "epoch.pt"):
-                torch.save(learner.unwrapped.state_dict(), Path(scratch) / name)
+                save_torch(learner.unwrapped.state_dict(), Path(scratch) / name)
         if sample_fn is not None:
             learner.sample_with(sample_fn)  # as EpochSamples draws it: in parts once memory ran out
 

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from .atomic import save_torch
 from .callbacks import Callback, rng_state, seed_everything, set_rng_state
 
 _BN = nn.modules.batchnorm._BatchNorm
@@ -82,9 +83,9 @@ class ActivationCache:
             self.computed += 1
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                torch.save({"features": found[0], "labels": found[1], "key": json.dumps(key, sort_keys=True)}, tmp)
-                tmp.replace(path)
+                # Trials of a sweep, or DDP's ranks, may compute the same entry at once: each
+                # writes its own temporary file and the last rename wins (the same activations).
+                save_torch({"features": found[0], "labels": found[1], "key": json.dumps(key, sort_keys=True)}, path)
         self.memory[name] = found
         return found
 
