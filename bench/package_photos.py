@@ -64,6 +64,32 @@ def write_upright(root: Path, per_class=(150, 40), side=48, seed=0) -> Path:
     return root
 
 
+def write_scenes(root: Path, photos_dir: Path, classes=10, per_class=(600, 100), side=32, long_side=384,
+                 seed=0) -> Path:
+    """`scenes` (classify, `classes` classes): which photo is a `side` px crop from? The photos of a
+    folder (sorted by name, the first `classes`), each shrunk to `long_side` px; training crops from
+    the left three quarters, held-out crops from the right quarter. With Debian's mate-backgrounds
+    nature photos (bench/restore_quality.py says how to get them) and the defaults: 6,000
+    training and 1,000 held-out pictures of 32 px, the shape of issue 14's 10-class set."""
+    rng = np.random.default_rng(seed)
+    paths = sorted(p for p in Path(photos_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:classes]
+    if len(paths) < classes:
+        raise SystemExit(f"{photos_dir} holds {len(paths)} photos; scenes needs {classes}")
+    names = []
+    for path in paths:
+        photo = Image.open(path).convert("RGB")
+        photo.thumbnail((long_side, long_side), Image.LANCZOS)
+        names.append(path.stem)
+        for split, n in zip(("train", "valid"), per_class):
+            folder = root / split / path.stem
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                _crop(rng, photo, side, split == "valid").save(folder / f"{i:04d}.png")
+    (root / "dataset.json").write_text(json.dumps({"kind": "classify", "classes": names,
+                                                   "source": f"crops of {len(paths)} photos in {Path(photos_dir).name}"}))
+    return root
+
+
 def _blob(rng, side):
     mask = Image.new("L", (side, side), 0)
     draw = ImageDraw.Draw(mask)
