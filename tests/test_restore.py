@@ -1,4 +1,5 @@
 """Restoration and super-resolution end to end: tiny crappified pairs through trainers.fit."""
+
 import json
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def write_pairs(root: Path, n=20, size=32, scale=1, seed=0) -> Path:
         for _ in range(3):
             y, x = rng.integers(0, size - 8, 2)
             h, w = rng.integers(4, 12, 2)
-            pixels[y:y + h, x:x + w] = rng.uniform(0, 255, 3)
+            pixels[y : y + h, x : x + w] = rng.uniform(0, 255, 3)
         clean = Image.fromarray(np.clip(pixels, 0, 255).astype("uint8"))
         small_side = size // max(scale, 2)
         small = clean.resize((small_side, small_side), Image.BILINEAR).filter(ImageFilter.GaussianBlur(0.6))
@@ -292,7 +293,10 @@ def test_a_recipe_dataset_trains_on_fresh_pairs_and_fixed_pairs_train_on_crops(t
     data = _recipe_dataset(tmp_path / "pairs", n=6)
     for pairs in ("recipe", "fixed"):
         run = tmp_path / pairs
-        fit(restore_config(data, epochs=1, batch_size=4, image_size=16, extra={"pairs": pairs, "crops_per_epoch": 8}), run)
+        fit(
+            restore_config(data, epochs=1, batch_size=4, image_size=16, extra={"pairs": pairs, "crops_per_epoch": 8}),
+            run,
+        )
         ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
         assert ckpt["info"]["pairs"].startswith("fresh pairs" if pairs == "recipe" else "fixed pairs")
         assert ckpt["info"]["net"]["kind"] == "cnn"
@@ -307,8 +311,10 @@ def test_a_restore_network_returns_its_input_at_initialisation_on_any_size(scale
 
     torch.manual_seed(0)
     mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
-    nets = [RestoreCNN(scale, width=8, blocks=2, mean=mean, std=std).eval(),
-            open_correction(UNet("resnet18", n_out=3, scale=scale, image_residual=(mean, std))).eval()]
+    nets = [
+        RestoreCNN(scale, width=8, blocks=2, mean=mean, std=std).eval(),
+        open_correction(UNet("resnet18", n_out=3, scale=scale, image_residual=(mean, std))).eval(),
+    ]
     for h, w in [(1, 1), (7, 13), (32, 32), (33, 50)]:
         x = torch.randn(2, 3, h, w)
         base = x * torch.tensor(std).view(1, 3, 1, 1) + torch.tensor(mean).view(1, 3, 1, 1)
@@ -355,10 +361,42 @@ def test_fresh_pairs_move_the_damage_grid_even_when_the_recipe_draws_nothing(tmp
 
     data = _recipe_dataset(tmp_path / "pairs", n=1)
     params = CrappifyParams.from_dict({"scale": 2, "jpeg_min": 30, "jpeg_max": 30, "text": False})
-    ds = CrappifyPairs([data / "clean" / "000.png"], params, 24, (0.5,) * 3, (0.25,) * 3, length=200, flip=False)
+    ds = CrappifyPairs(
+        [data / "clean" / "000.png"], params, 24, (0.5,) * 3, (0.25,) * 3, length=200, flip=False, channels=False
+    )
     torch.manual_seed(0)
     damage_of = {}  # clean crop -> the damaged versions drawn with it
     for i in range(len(ds)):
         x, t = ds[i]
         damage_of.setdefault(t[0].numpy().tobytes(), set()).add(x.numpy().tobytes())
     assert max(len(v) for v in damage_of.values()) >= 2
+
+
+def test_fresh_pairs_draw_the_colour_channels_in_every_order_and_damage_them_after(tmp_path):
+    """A few photos hold a few palettes: each draw puts the clean window's channels in a random
+    order before the damage, so the pair is the recipe's damage of those colours. Off, the clean
+    crops keep the photo's own order."""
+    from PIL import Image
+
+    from trainers.degrade import CrappifyParams
+    from trainers.paired_data import CrappifyPairs
+
+    path = tmp_path / "red.png"
+    Image.new("RGB", (40, 40), (200, 40, 10)).save(path)  # one colour: the order shows at once
+    params = CrappifyParams.from_dict({"scale": 2, "jpeg_min": 30, "jpeg_max": 30, "text": False})
+    mean, std = (0.0,) * 3, (1.0,) * 3
+
+    def orders(channels):
+        ds = CrappifyPairs([path], params, 24, mean, std, length=60, flip=False, channels=channels)
+        torch.manual_seed(0)
+        seen = set()
+        for i in range(len(ds)):
+            x, t = ds[i]
+            order = tuple(int(v) for v in t[0].mean(dim=(1, 2)).argsort())  # t: [clean, baseline]
+            seen.add(order)
+            # the damaged input is of the same colours: its channels rank the same way
+            assert tuple(int(v) for v in x.mean(dim=(1, 2)).argsort()) == order
+        return seen
+
+    assert len(orders(True)) == 6
+    assert orders(False) == {(2, 1, 0)}  # blue < green < red, as painted

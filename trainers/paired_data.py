@@ -9,6 +9,7 @@ Layouts accepted (DATA is the dataset folder):
 where (A, B) is (images, labels) for segment and (crappy, clean) for restore; a pair shares its
 file stem.
 """
+
 import random
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def _pairs(root: Path, first: str, second: str) -> list:
     lonely = sorted(set(a) ^ set(b))
     if lonely:
         shown = ", ".join(lonely[:5]) + (f" and {len(lonely) - 5} more" if len(lonely) > 5 else "")
-        raise ConfigError(f"In {root}, these files have no partner in {first}/ or {second}/ (same name expected): {shown}.")
+        raise ConfigError(
+            f"In {root}, these files have no partner in {first}/ or {second}/ (same name expected): {shown}."
+        )
     if not a:
         raise ConfigError(f"No images in {a_dir}.")
     return [(a[s], b[s]) for s in sorted(a)]
@@ -56,7 +59,9 @@ def scan_pairs(data_dir, first: str, second: str, valid_pct: float, seed: int):
     else:
         train = _pairs(root, first, second)
     if len(train) < 2:
-        raise ConfigError(f"The dataset at {root} has {len(train)} pair(s); at least 2 are needed to hold some out for validation.")
+        raise ConfigError(
+            f"The dataset at {root} has {len(train)} pair(s); at least 2 are needed to hold some out for validation."
+        )
     shuffled = list(train)
     random.Random(seed).shuffle(shuffled)
     n_valid = min(max(1, round(len(shuffled) * valid_pct)), len(shuffled) - 1)
@@ -76,14 +81,18 @@ def read_codes(data_dir) -> tuple:
         raise ConfigError(f"Only one code ({codes[0]}) in {root}; segmentation needs at least two classes.")
     void = manifest.get("void")
     if void is not None and void not in codes:
-        raise ConfigError(f"The void code {void!r} in {root / 'dataset.json'} is not one of the codes ({', '.join(codes)}).")
+        raise ConfigError(
+            f"The void code {void!r} in {root / 'dataset.json'} is not one of the codes ({', '.join(codes)})."
+        )
     return list(codes), (codes.index(void) if void is not None else None)
 
 
 def read_scale(data_dir) -> int:
     scale = read_manifest(data_dir).get("scale", 1)
     if not isinstance(scale, int) or isinstance(scale, bool) or not 1 <= scale <= 16:
-        raise ConfigError(f"'scale' in {Path(data_dir) / 'dataset.json'} must be a whole number from 1 to 16, not {scale!r}.")
+        raise ConfigError(
+            f"'scale' in {Path(data_dir) / 'dataset.json'} must be a whole number from 1 to 16, not {scale!r}."
+        )
     return scale
 
 
@@ -146,18 +155,24 @@ class SegmentPairs(_Cached):
         try:
             with Image.open(label_path) as im:
                 if im.mode not in ("L", "P", "I", "I;16"):
-                    raise ConfigError(f"Label {label_path} is a {im.mode} image; labels must be index PNGs (mode L or P).")
+                    raise ConfigError(
+                        f"Label {label_path} is a {im.mode} image; labels must be index PNGs (mode L or P)."
+                    )
                 labels = np.array(im).astype(np.int64)
         except ConfigError:
             raise
         except Exception as e:
             raise ConfigError(f"Cannot read label {label_path}: {type(e).__name__}: {e}")
         if labels.shape != tuple(image.shape[-2:]):
-            raise ConfigError(f"Label {label_path} is {labels.shape[1]}x{labels.shape[0]} but its image is "
-                              f"{image.shape[-1]}x{image.shape[-2]}; they must be the same size.")
+            raise ConfigError(
+                f"Label {label_path} is {labels.shape[1]}x{labels.shape[0]} but its image is "
+                f"{image.shape[-1]}x{image.shape[-2]}; they must be the same size."
+            )
         if labels.max() >= len(self.codes):
-            raise ConfigError(f"Label {label_path} has pixel value {labels.max()}, but there are only "
-                              f"{len(self.codes)} codes (values 0 to {len(self.codes) - 1}).")
+            raise ConfigError(
+                f"Label {label_path} has pixel value {labels.max()}, but there are only "
+                f"{len(self.codes)} codes (values 0 to {len(self.codes) - 1})."
+            )
         return image, tv_tensors.Mask(torch.from_numpy(labels)[None])
 
     def __getitem__(self, i):
@@ -181,7 +196,9 @@ class RestorePairs(_Cached):
 
     def set_size(self, size: int):
         if size % self.scale:
-            raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
+            raise ConfigError(
+                f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale})."
+            )
         self.size = size
 
     def _load(self, i):
@@ -209,8 +226,8 @@ class RestorePairs(_Cached):
             top, left = (int(torch.randint(0, k + 1, ())) * n for k in (rows, cols))
         else:
             top, left = rows // 2 * n, cols // 2 * n
-        clean = clean[..., top:top + s, left:left + s]
-        crappy = crappy[..., top // n:(top + s) // n, left // n:(left + s) // n]
+        clean = clean[..., top : top + s, left : left + s]
+        crappy = crappy[..., top // n : (top + s) // n, left // n : (left + s) // n]
         return crappy, clean
 
     def __getitem__(self, i):
@@ -223,8 +240,9 @@ class RestorePairs(_Cached):
         crappy01 = crappy.as_subclass(torch.Tensor).float() / 255
         clean01 = clean.as_subclass(torch.Tensor).float() / 255
         if self.scale > 1:
-            baseline = F.interpolate(crappy01[None], scale_factor=self.scale, mode="bicubic",
-                                     align_corners=False)[0].clamp(0, 1)
+            baseline = F.interpolate(crappy01[None], scale_factor=self.scale, mode="bicubic", align_corners=False)[
+                0
+            ].clamp(0, 1)
         else:
             baseline = crappy01
         return _normalize(crappy01, self.mean, self.std), torch.stack([clean01, baseline])
@@ -281,9 +299,9 @@ class CrappifyPairs(Dataset):
     does, then cropped.
     `length` is the crops one epoch draws (at least one per picture)."""
 
-    def __init__(self, clean_paths, params, size, mean, std, length=0, flip=True):
+    def __init__(self, clean_paths, params, size, mean, std, length=0, flip=True, channels=True):
         self.paths = list(clean_paths)
-        self.params, self.mean, self.std, self.flip = params, tuple(mean), tuple(std), flip
+        self.params, self.mean, self.std, self.flip, self.channels = params, tuple(mean), tuple(std), flip, channels
         self.scale = params.scale if params.super_res else 1
         self.length = max(int(length), len(self.paths))
         self._cache = {}
@@ -291,7 +309,9 @@ class CrappifyPairs(Dataset):
 
     def set_size(self, size: int):
         if size % self.scale:
-            raise ConfigError(f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale}).")
+            raise ConfigError(
+                f"The image size ({size}) must be a multiple of the super-resolution scale ({self.scale})."
+            )
         self.size = size
 
     def __len__(self):
@@ -336,6 +356,13 @@ class CrappifyPairs(Dataset):
         window = self.window(picture, rng)
         if self.flip:
             window = dihedral_image(window, int(rng.integers(0, 8)))
+        if self.channels:
+            # The colour channels in a random order, before the damage (so it is the recipe's on
+            # these colours): a few photos hold a few palettes, and a long run learnt theirs.
+            # Without it a blue held-out photo went from +0.77 dB to -0.79 dB over a 10-minute
+            # run, all of it in colour (its luminance error did not grow), and the mean held-out
+            # gain from +0.97 to +0.16 dB; with it the same run ends at its best, +1.29 dB.
+            window = Image.fromarray(np.asarray(window)[..., rng.permutation(3)])
         crappy = crappify_image(window, self.params, int(rng.integers(0, 2**62)), text_height=picture.height)
         left, top = (int(rng.integers(0, (k - s) // n + 1)) * n for k in window.size)
         clean = window.crop((left, top, left + s, top + s))
@@ -386,6 +413,6 @@ class WholePairs(RestorePairs):
             f = (MAX_VALID_PIXELS / (h * w)) ** 0.5
             ch, cw = max(n, int(h * f) // n * n), max(n, int(w * f) // n * n)
             top, left = (h - ch) // 2 // n * n, (w - cw) // 2 // n * n
-            clean = clean[..., top:top + ch, left:left + cw]
-            crappy = crappy[..., top // n:(top + ch) // n, left // n:(left + cw) // n]
+            clean = clean[..., top : top + ch, left : left + cw]
+            crappy = crappy[..., top // n : (top + ch) // n, left // n : (left + cw) // n]
         return _pair_tensors(crappy, clean, self.scale, self.mean, self.std)

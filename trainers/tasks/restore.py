@@ -174,8 +174,14 @@ def restore_datasets(config, scale, mean, std, train, valid):
             f"{recipe.scale if recipe.super_res else 1}, but dataset.json says {scale}."
         )
     if recipe is not None:
-        train_ds = CrappifyPairs([clean for _, clean in train], recipe, config.image_size, mean, std, length, flip)
-        note = f"fresh pairs: the crappify recipe re-applied to {len(train)} clean pictures, {len(train_ds)} crops an epoch"
+        channels = bool(config.extra.get("channels", True))
+        train_ds = CrappifyPairs(
+            [clean for _, clean in train], recipe, config.image_size, mean, std, length, flip, channels
+        )
+        note = (
+            f"fresh pairs: the crappify recipe re-applied to {len(train)} clean pictures, "
+            f"{len(train_ds)} crops an epoch, colour channels {'in a random order' if channels else 'as they are'}"
+        )
     else:
         train_ds = CropPairs(train, scale, config.image_size, mean, std, length, flip)
         note = f"fixed pairs (no recipe): random crops of {len(train)} pairs, {len(train_ds)} an epoch"
@@ -202,6 +208,13 @@ RESTORE_SETTINGS = (
         choices=("recipe", "fixed"),
     ),
     Setting("crops_per_epoch", int, CROPS_PER_EPOCH, "Training crops drawn per epoch.", low=0),
+    Setting(
+        "channels",
+        bool,
+        True,
+        "Fresh pairs: the colour channels in a random order before the damage, so the network learns "
+        "the damage rather than the training photos' colours.",
+    ),
     Setting(
         "loss",
         str,
