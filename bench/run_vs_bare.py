@@ -160,6 +160,8 @@ def main():
                     help="instead of upright: package_photos.write_scenes of this folder's photos (32 px, 10 classes)")
     ap.add_argument("--parts", action="store_true", help="print where fit()'s seconds go, part by part")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: what a run's worker uses)")
+    ap.add_argument("--extra", type=json.loads, default={}, metavar="JSON",
+                    help="fit()'s extra settings, e.g. '{\"precise_bn\": false}' (the bare loop has none)")
     ap.add_argument("--fastai-python", help="a Python with fastai (bench/fastai_side.py says how): fastai too")
     args = ap.parse_args()
     from trainers.device import use_cpu_threads
@@ -176,7 +178,7 @@ def main():
     print(f"data: {data.name}, {sum(1 for _ in (data / 'train').rglob('*.png'))} training and "
           f"{sum(1 for _ in (data / 'valid').rglob('*.png'))} held-out pictures", flush=True)
     config = {"task": "classify", "data": str(data), "image_size": size, "batch_size": batch, "epochs": args.epochs,
-              "lr": 3e-3, "pretrained": False}
+              "lr": 3e-3, "pretrained": False, "extra": args.extra}
     ratios = []
     for seed in args.seeds:
         o_s, o_acc = ours(config, seed, PartTimes() if args.parts else None)
