@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from trainers.atomic import replace_atomically
+
 MAX_SIDE = 768      # frames are scaled down to this; a GIF of full-size grids gets heavy fast
 FRAME_MS = 700
 LAST_FRAME_MS = 2000  # linger on the last epoch before the loop starts again
@@ -51,9 +53,8 @@ def epochs_gif(samples, run_dir, max_side: int = MAX_SIDE) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("epochs_*.gif"):
         old.unlink(missing_ok=True)
-    tmp = out.with_suffix(".tmp")
     durations = [FRAME_MS] * (len(frames) - 1) + [LAST_FRAME_MS]
-    frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
-                   disposal=1)
-    tmp.replace(out)  # a page never downloads half a file
+    # a page never downloads half a file
+    replace_atomically(out, lambda tmp: frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:],
+                                                       duration=durations, loop=0, disposal=1))
     return out

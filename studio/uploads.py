@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 
 from studio.datasets.safe_io import MAX_PIXELS, open_image, save_png
+from trainers.atomic import replace_atomically
 
 def keep_picture(workspace, source, max_pixels: int = MAX_PIXELS) -> Path:
     """Check the picture at `source` and keep it in uploads/; its path there. Raises
@@ -20,7 +21,5 @@ def keep_picture(workspace, source, max_pixels: int = MAX_PIXELS) -> Path:
     target = workspace.uploads_dir / f"{digest}.png"
     if not target.is_file():
         workspace.uploads_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".tmp")
-        save_png(im, tmp)
-        tmp.replace(target)
+        replace_atomically(target, lambda tmp: save_png(im, tmp))  # two uploads of one picture may race
     return target
