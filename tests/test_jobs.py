@@ -270,6 +270,13 @@ def test_a_silent_worker_is_ended_and_a_stranger_with_its_pid_is_left_alone(ws, 
     silent = subprocess.Popen(sleep + ["studio.worker", silent_id], start_new_session=True)  # looks like its worker
     stranger = subprocess.Popen(sleep, start_new_session=True)  # the system gave the pid to another program
     try:
+        # Popen returns once exec() has begun, before the kernel has set the new command line;
+        # a pid reused long ago shows its program's, so wait for both to show theirs.
+        for proc in (silent, stranger):
+            deadline = time.monotonic() + 10
+            while not any(open(f"/proc/{proc.pid}/cmdline", "rb").read().split(b"\0")):
+                assert time.monotonic() < deadline, "the sleeper never finished exec()"
+                time.sleep(0.01)
         assert store.transition(silent_id, "running", pid=silent.pid, slot=0, started=time.time() - 60)
         assert store.transition(reused_id, "running", pid=stranger.pid, slot=1)
         store.heartbeat(reused_id)
