@@ -1,8 +1,10 @@
 """Shared test fixtures: small real datasets written to temporary folders."""
+import atexit
 import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # Tests never download: a missing weights file must fail fast, as it does offline.
 os.environ.setdefault("DARKROOM_OFFLINE", "1")
+# Gradio's client downloads each returned file through a new folder in the system's temp
+# directory and leaves that folder behind, empty (thousands over a few runs of the suite);
+# the servers' upload cache fills /tmp/gradio. Both go to one folder removed at the end.
+SCRATCH = Path(tempfile.mkdtemp(prefix="darkroom-tests-"))
+os.environ["GRADIO_TEMP_DIR"] = str(SCRATCH / "gradio")  # read when gradio is imported
+atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
 
 COLOURS = {"red": (200, 40, 40), "blue": (40, 40, 200), "green": (40, 200, 40)}
 
@@ -29,6 +37,16 @@ def write_colour_classes(root: Path, per_class: int = 16, size: int = 32, classe
             pixels = np.array(COLOURS[name])[None, None, :] + rng.normal(0, 40, (size, size, 3))
             Image.fromarray(np.clip(pixels, 0, 255).astype("uint8")).save(folder / f"{i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scratch_tempdir(tmp_path_factory):
+    """The test process's temp directory is SCRATCH, once pytest has placed its own folders
+    (which it keeps after a failure) in the system's."""
+    tmp_path_factory.getbasetemp()
+    tempfile.tempdir = str(SCRATCH)
+    yield
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="module")
