@@ -17,9 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # Tests never download: a missing weights file must fail fast, as it does offline.
 os.environ.setdefault("DARKROOM_OFFLINE", "1")
-# Gradio's client downloads each returned file through a new folder in the system's temp
-# directory and leaves that folder behind, empty (thousands over a few runs of the suite);
-# the servers' upload cache fills /tmp/gradio. Both go to one folder removed at the end.
+# The servers' upload cache, which would fill /tmp/gradio: a folder removed at the end.
 SCRATCH = Path(tempfile.mkdtemp(prefix="darkroom-tests-"))
 os.environ["GRADIO_TEMP_DIR"] = str(SCRATCH / "gradio")  # read when gradio is imported
 atexit.register(shutil.rmtree, SCRATCH, ignore_errors=True)
@@ -40,11 +38,11 @@ def write_colour_classes(root: Path, per_class: int = 16, size: int = 32, classe
 
 
 @pytest.fixture(scope="session", autouse=True)
-def scratch_tempdir(tmp_path_factory):
-    """The test process's temp directory is SCRATCH, once pytest has placed its own folders
-    (which it keeps after a failure) in the system's."""
-    tmp_path_factory.getbasetemp()
-    tempfile.tempdir = str(SCRATCH)
+def temp_in_pytests_folder(tmp_path_factory):
+    """The test process's temp directory is pytest's base folder, which pytest prunes: Gradio's
+    client downloads each returned file through a new folder in the temp directory and leaves
+    it behind, empty (1,727 in /tmp after a few runs of the suite)."""
+    tempfile.tempdir = str(tmp_path_factory.getbasetemp())
     yield
     tempfile.tempdir = None
 

@@ -112,10 +112,11 @@ def test_only_training_runs_with_grids_are_offered_for_comparison(tmp_path):
 def test_gif_and_comparison_through_the_launched_studio(tmp_path):
     from gradio_client import Client
 
+    import app
     from studio.ui import build_app
-    from studio.ui.context import StudioContext
 
-    ctx = StudioContext.open(tmp_path / "workspace", slots=1)
+    args = app.parse_args(["--workspace", str(tmp_path / "workspace"), "--max-runs", "1"])
+    ctx = app.open_context(args)
     ids = []
     for name, epochs in (("gan a", [1, 2, 3]), ("gan b", [1, 2]), ("no grids", [])):
         record = ctx.store.create_run({"task": "wgan", "data": "blobs"}, name=name)
@@ -123,7 +124,7 @@ def test_gif_and_comparison_through_the_launched_studio(tmp_path):
             ctx.store.add_sample(record["id"], epoch, path)
         ids.append(record["id"])
     demo = build_app(ctx)
-    demo.queue().launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    demo.queue().launch(**app.launch_options(args, ctx, share=False))  # the files it may serve, as the app's
     try:
         client = Client(demo.local_url, verbose=False)
         gif = client.predict(ids[0], api_name="/samples_gif")
