@@ -13,6 +13,8 @@ import os
 import shutil
 from pathlib import Path
 
+from trainers.atomic import replace_atomically
+
 
 def served(workspace, path) -> str:
     """The path of a servable link to `path`, a file inside the workspace (any other is refused)."""
@@ -25,13 +27,17 @@ def served(workspace, path) -> str:
     target = workspace.served_dir / f"{tag}-{source.name}"  # the name kept: pages and tests read it
     if not target.is_file():
         workspace.served_dir.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
-        tmp.replace(target)
+        # A temporary name of its own: Gradio's handlers run in threads, and two pages showing
+        # one run ask for the same file at once.
+        replace_atomically(target, lambda tmp: _link_or_copy(source, tmp))
     return str(target)
+
+
+def _link_or_copy(source: Path, tmp: Path) -> None:
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
 
 
 def clear_served(workspace) -> None:

@@ -89,6 +89,35 @@ def test_served_links_stand_in_for_workspace_files(tmp_path):
     assert list(ws.served_dir.iterdir()) == []
 
 
+def test_pages_polling_the_same_file_at_once_get_the_same_link(tmp_path):
+    """Gradio runs handlers in threads: two tabs refreshing one run ask for its grid together."""
+    import threading
+
+    ws = Workspace.open(tmp_path / "ws")
+    grids = []
+    for epoch in range(30):
+        grids.append(ws.runs_dir / "r1" / "samples" / f"epoch_{epoch:03d}.png")
+        grids[-1].parent.mkdir(parents=True, exist_ok=True)
+        grids[-1].write_bytes(b"png %d" % epoch)
+    for grid in grids:
+        start, links, errors = threading.Barrier(6), [], []
+
+        def ask(grid=grid, start=start, links=links, errors=errors):
+            start.wait()
+            try:
+                links.append(served(ws, grid))
+            except Exception as error:
+                errors.append(error)
+
+        threads = [threading.Thread(target=ask) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [] and len(set(links)) == 1 and open(links[0], "rb").read() == grid.read_bytes()
+    assert sorted(p.name for p in ws.served_dir.iterdir() if ".tmp" in p.name) == []
+
+
 def test_messages_for_the_page_name_files_without_host_folders():
     from studio.ui.context import hide_paths
 

@@ -27,6 +27,9 @@ def replace_atomically(path, write) -> None:
     try:
         write(tmp)
         tmp.replace(path)
+        # rename() between two hard links of one file succeeds and leaves both (POSIX):
+        # a served link made twice at once.
+        tmp.unlink(missing_ok=True)
     except (OSError, RuntimeError) as error:  # RuntimeError: torch.save's zip writer
         tmp.unlink(missing_ok=True)
         raise WriteFailed(write_failed_message(path, error)) from error
