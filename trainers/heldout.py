@@ -92,14 +92,6 @@ class HeldoutSet:
         return [{f"input_{k}": v for k, v in row.items()} for row in self.scores(self.pictures.shown_inputs)]
 
 
-def _save_png(image_tensor, path: Path) -> None:
-    save_image(to_pil(image_tensor), path)
-
-
-def _write_json(data, path: Path) -> None:
-    write_json(data, path, indent=1)
-
-
 def read_scores(run_dir) -> dict:
     """The run's scores.json, or an empty record."""
     path = Path(run_dir) / FOLDER / SCORES
@@ -132,7 +124,7 @@ class HeldoutRecord(Callback):
         record = read_scores(self.root.parent)
         record["epochs"] = {k: v for k, v in record.get("epochs", {}).items() if int(k) <= epoch}
         if self.root.is_dir():
-            _write_json(record, self.root / SCORES)
+            self._write_scores(record)
 
     def before_fit(self):
         pictures = self.heldout.pictures
@@ -140,14 +132,17 @@ class HeldoutRecord(Callback):
             (self.root / kind).mkdir(parents=True, exist_ok=True)
             for i, image in enumerate(images):
                 if not input_path(self.root.parent, i, kind).is_file():
-                    _save_png(image, input_path(self.root.parent, i, kind))
+                    save_image(to_pil(image), input_path(self.root.parent, i, kind))
         record = read_scores(self.root.parent)
         record.update(pictures=list(pictures.names), score=self.score, inputs=self.heldout.input_scores())
         record.setdefault("epochs", {})
-        _write_json(record, self.root / SCORES)
+        self._write_scores(record)
 
     def before_epoch(self):
         self.heldout.fresh()
+
+    def _write_scores(self, record: dict) -> None:
+        write_json(record, self.root / SCORES, indent=1)
 
     def after_epoch(self):
         epoch = self.learner.epoch + 1
@@ -155,10 +150,10 @@ class HeldoutRecord(Callback):
         folder = self.root / f"epoch_{epoch:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         for i, out in enumerate(outputs):
-            _save_png(out, folder / f"{i:02d}.png")
+            save_image(to_pil(out), folder / f"{i:02d}.png")
         record = read_scores(self.root.parent)
         record.setdefault("epochs", {})[str(epoch)] = self.heldout.scores(outputs)
-        _write_json(record, self.root / SCORES)
+        self._write_scores(record)
         self.heldout.fresh()
 
 
