@@ -7,7 +7,7 @@ from PIL import Image
 from torch import nn
 
 from trainers import fit
-from trainers.cam import cam, default_layer, grad_cam, layer_cam, overlay, peak, upsample_to_input
+from trainers.cam import cam, class_score, default_layer, grad_cam, layer_cam, overlay, peak, upsample_to_input
 from trainers.hooks import ActivationStats, Hooks, hook_count, hook_output, load_activation_stats
 from trainers.learner import Learner
 from trainers.models import ResNetClassifier
@@ -149,22 +149,26 @@ def test_cam_and_grad_cam_leave_no_hooks_and_any_channel_count():
 
 
 def test_layer_gradient_counts_a_unets_skip_connections():
-    from trainers.hooks import hook_output_grad
+    from trainers.cam import activations_and_gradients
     from trainers.models.unet import UNet
 
     torch.manual_seed(0)
     model = UNet("resnet18", n_out=3).eval()
     layer = model.encoder[model.cross_indices[-1]]  # read by the next layer and by a skip connection
+    name = next(n for n, m in model.named_modules() if m is layer)
+    x = torch.randn(1, 3, 32, 32)
     before = hook_count(model)
+    a, g = activations_and_gradients(model, x, 1, name)
+    # By hand: the output's gradient through every path, and the part that flows back through
+    # the module's own call (what a full backward hook would report).
     seen = {}
     peek = layer.register_forward_hook(lambda m, i, out: seen.setdefault("out", out))
-    with hook_output_grad(layer) as grads:
-        out = model(torch.randn(1, 3, 32, 32, requires_grad=True))
-        total, = torch.autograd.grad(out[:, 1].sum(), seen["out"], retain_graph=True)
-        out[:, 1].sum().backward()
+    out = model(x.clone().requires_grad_(True))
     peek.remove()
-    assert torch.allclose(grads.stored, total) and total.abs().sum() > 0
-    assert hook_count(model) == before
+    score = class_score(out, torch.tensor([1]))
+    (total,) = torch.autograd.grad(score, seen["out"])
+    assert torch.allclose(a, seen["out"].detach()) and torch.allclose(g, total) and total.abs().sum() > 0
+    assert hook_count(model) == before and all(p.grad is None for p in model.parameters())
     heat = grad_cam(model, torch.randn(1, 3, 32, 32), 1, layer="encoder.4")  # per-pixel class scores
     assert heat.shape == (1, 32, 32) and float(heat.max()) in (0.0, 1.0)
 

@@ -1,5 +1,6 @@
 import math
 import time
+from types import SimpleNamespace
 
 import torch
 
@@ -242,12 +243,13 @@ def test_a_rehearsal_times_the_work_each_epoch_ends_with_and_changes_nothing(col
     seen = []
 
     def epoch_end(lrn):
-        _epoch_end_work(lambda model: seen.append("grid"))(lrn)  # the checkpoints and the grid
+        heatmaps = SimpleNamespace(draw=lambda model: seen.append("heatmaps"))
+        _epoch_end_work(lambda model: seen.append("grid"), heatmaps)(lrn)  # the checkpoints, grid and heatmaps
         seen.append(lrn.opt is not None and len(lrn.opt.state) > 0)  # written with the optimiser's state
         time.sleep(0.2)
 
     timing = learner.rehearse(epoch_end=epoch_end)
-    assert seen == ["grid", True] and timing["epoch_end_s"] >= 0.2
+    assert seen == ["grid", "heatmaps", True] and timing["epoch_end_s"] >= 0.2
     no_end = {**timing, "epoch_end_s": 0.0}
     assert learner.estimate_epoch_s(timing) - learner.estimate_epoch_s(no_end) == timing["epoch_end_s"]
     assert all(torch.equal(before[k], v) for k, v in learner.unwrapped.state_dict().items())

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .hooks import hook_output, hook_output_grad, no_inplace
+from .hooks import hook_live_output, hook_output, no_inplace
 
 
 CONV = (nn.Conv2d, nn.ConvTranspose2d)  # a generator's layers are transposed convolutions
@@ -121,19 +121,21 @@ def activations_and_gradients(model: nn.Module, x: torch.Tensor, class_index=Non
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode(False), torch.enable_grad(), no_inplace(model), \
-                hook_output(module) as acts, hook_output_grad(module) as grads:
-            x = x.detach().clone().requires_grad_(True)  # the hook fires even for the first layer
+        with torch.inference_mode(False), torch.enable_grad(), no_inplace(model), hook_live_output(module) as out:
+            # The layer's output is on the graph even in a frozen body, or when it is the first layer.
+            x = x.detach().clone().requires_grad_(True)
             logits = model(x)
             target = class_indices(logits, class_index)
             score = class_score(logits, target)
-            model.zero_grad(set_to_none=True)
-            score.backward()
-            a, g = acts.stored, grads.stored
-        model.zero_grad(set_to_none=True)
+            a, g = out.stored, None
+            if isinstance(a, torch.Tensor) and a.requires_grad:
+                # The gradient at the layer only: backward() would go on through the rest of the
+                # body to every weight, most of a ResNet-18 heatmap's time on a CPU.
+                (g,) = torch.autograd.grad(score, a, allow_unused=True)
+                a = a.detach()
     finally:
         model.train(was_training)
-    if a is None or g is None or a.dim() != 4:
+    if g is None or a.dim() != 4:
         raise ValueError(f"Layer {layer!r} does not give a feature map (B, C, H, W); pick a convolutional layer.")
     return a.float(), g.float()
 

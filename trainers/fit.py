@@ -172,8 +172,9 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
     ctx, device, parts, learner = _build(config, device)
     try:
         harness.is_main = ctx.is_main
+        internals = _epoch_internals(config, parts, ctx, device, harness.out)
         # Before the run folder is written: the rehearsal may choose the epochs (budget_s).
-        config, estimate = _rehearse(config, learner, checkpoint, started, ctx, parts.sample_fn)
+        config, estimate = _rehearse(config, learner, checkpoint, started, ctx, parts.sample_fn, internals)
         harness.config = config
         report = harness.open()
         learner.log = report.log
@@ -193,14 +194,9 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         if ctx.is_main and config.extra.get("activation_stats", True):
             stats = ActivationStats(harness.out / "activation_stats.pt")
             learner.add_callbacks([stats])
-        # Internals over time for models with class scores (classify, segment): heatmaps of
-        # fixed validation pictures and the statistics' summary, every epoch (internals.py);
-        # extra.internals = false turns them off.
-        labels = parts.info.get("classes") or parts.info.get("codes")
-        if ctx.is_main and labels and config.extra.get("internals", True):
-            inputs, _ = fixed_pictures(parts.valid_ds, PICTURES, config.seed)
-            learner.add_callbacks([EpochInternals(harness.out, inputs, parts.info["mean"], parts.info["std"],
-                                                  labels, stats, device)])
+        if internals is not None:
+            internals.stats = stats
+            learner.add_callbacks([internals])
 
         # [(name, epochs, lr, stage)]: each progressive stage runs its own frozen/unfrozen phases.
         stages = plan_stages(config)
@@ -250,6 +246,17 @@ def fit(config, out_dir, reporter: Reporter | None = None, resume: bool = False,
         distributed.shutdown()
 
 
+def _epoch_internals(config, parts, ctx, device, out_dir):
+    """Internals over time for models with class scores (classify, segment): heatmaps of fixed
+    validation pictures and the activation statistics' summary, every epoch (internals.py);
+    None for other tasks, or with extra.internals = false."""
+    labels = parts.info.get("classes") or parts.info.get("codes")
+    if not (ctx.is_main and labels and config.extra.get("internals", True)):
+        return None
+    inputs, _ = fixed_pictures(parts.valid_ds, PICTURES, config.seed)
+    return EpochInternals(out_dir, inputs, parts.info["mean"], parts.info["std"], labels, None, device)
+
+
 def _choose_lr(config, learner, ctx, device, report) -> float:
     """config.lr, or with lr null (automatic) the LR finder's suggestion, found on the head
     alone when the body is pretrained. Loops of their own choose their rate themselves."""
@@ -269,11 +276,11 @@ def _choose_lr(config, learner, ctx, device, report) -> float:
     return lr
 
 
-def _epoch_end_work(sample_fn):
+def _epoch_end_work(sample_fn, internals=None):
     """What every epoch ends with, done once for the rehearsal to time: last.pt (weights and the
     optimiser's state), two weights-only files (best.pt, the epoch's kept weights) written to a
-    scratch folder, and the sample grid. Left out of the estimate, a one-minute run of 14 short
-    epochs overran its budget by the 0.45 s each epoch spent on them."""
+    scratch folder, the sample grid and the heatmaps. Left out of the estimate, a one-minute run
+    of 14 short epochs overran its budget by the 0.45 s each epoch spent on them."""
 
     def work(learner):
         with tempfile.TemporaryDirectory() as scratch:  # through the writer the epochs use
@@ -282,17 +289,19 @@ def _epoch_end_work(sample_fn):
                 save_torch(learner.unwrapped.state_dict(), Path(scratch) / name)
         if sample_fn is not None:
             learner.sample_with(sample_fn)  # as EpochSamples draws it: in parts once memory ran out
+        if internals is not None:
+            internals.draw(learner.unwrapped)
 
     return work
 
 
-def _rehearse(config, learner, checkpoint, started, ctx=None, sample_fn=None) -> tuple:
+def _rehearse(config, learner, checkpoint, started, ctx=None, sample_fn=None, internals=None) -> tuple:
     """Before the first step: a trial batch at the run's sizes (memory guardrail) that also times
     the run, its epochs' ends included; with `budget_s`, the epochs that fit the budget. Returns
     (config, estimate), the estimate with the lines for the run's log."""
     lines = []
     learner.log = lines.append
-    timing = learner.rehearse(epoch_end=_epoch_end_work(sample_fn))
+    timing = learner.rehearse(epoch_end=_epoch_end_work(sample_fn, internals))
     epoch_s = learner.estimate_epoch_s(timing)
     setup_s = time.perf_counter() - started
     if checkpoint is not None:  # a resumed run keeps the plan it started with
@@ -323,7 +332,8 @@ def estimate_run(config, device=None, started: float | None = None) -> dict:
         raise ConfigError(f"The {config.task} task runs a loop of its own, which has no estimate yet.")
     ctx, device, parts, learner = _build(config, device)
     try:
-        config, estimate = _rehearse(config, learner, None, started, ctx, parts.sample_fn)
+        internals = _epoch_internals(config, parts, ctx, device, out_dir=None)
+        config, estimate = _rehearse(config, learner, None, started, ctx, parts.sample_fn, internals)
         return {**{k: v for k, v in estimate.items() if k != "log"}, "device": str(device),
                 "batches_per_epoch": len(learner.train_dl), "image_size": config.image_size,
                 "batch_size": config.batch_size}

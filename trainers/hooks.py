@@ -63,11 +63,8 @@ def _store_output(hook, module, inputs, output):
     hook.stored = output.detach()
 
 
-def _store_grad_when_it_comes(hook, module, inputs, output):
-    if isinstance(output, torch.Tensor) and output.requires_grad:
-        def store(grad):
-            hook.stored = grad.detach()
-        output.register_hook(store)  # lives on this forward's graph only, freed with it
+def _store_live_output(hook, module, inputs, output):
+    hook.stored = output
 
 
 def hook_output(module: nn.Module) -> Hook:
@@ -75,13 +72,12 @@ def hook_output(module: nn.Module) -> Hook:
     return Hook(module, _store_output)
 
 
-def hook_output_grad(module: nn.Module) -> Hook:
-    """`with hook_output_grad(layer) as h: loss.backward()` -> h.stored is d loss / d output,
-    summed over every path that uses the output. A forward hook puts a gradient hook on the
-    output tensor itself: a full backward hook only sees the gradient that flows back through
-    the module's call, and misses other users of the output, such as a U-Net's skip connections,
-    which read it through a forward hook of their own (up to 99% of the gradient there)."""
-    return Hook(module, _store_grad_when_it_comes)
+def hook_live_output(module: nn.Module) -> Hook:
+    """`with hook_live_output(layer) as h: score = f(model(x))` -> h.stored is the layer's output
+    still on the forward's graph, so `torch.autograd.grad(score, h.stored)` is d score / d output
+    summed over every path that uses it, a U-Net's skip connections included (a full backward
+    hook sees only what flows back through the module's own call: as little as 1% there)."""
+    return Hook(module, _store_live_output)
 
 
 @contextmanager

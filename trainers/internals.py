@@ -37,13 +37,22 @@ class EpochInternals(Callback):
     order = 23  # after the sample grid, before the checkpoint
 
     def __init__(self, run_dir, inputs, mean, std, labels=(), stats=None, device="cpu"):
-        self.run_dir, self.inputs, self.mean, self.std = Path(run_dir), inputs, mean, std
+        self.run_dir = None if run_dir is None else Path(run_dir)  # None: drawn only, for an estimate
+        self.inputs, self.mean, self.std = inputs, mean, std
         self.labels, self.stats, self.device = list(labels), stats, device
         self.shown = [to_pil(denormalize(x, mean, std)) for x in inputs]
 
     def after_epoch(self):
         epoch = self.learner.epoch + 1
-        model = self.learner.unwrapped
+        picture, predicted, layer = self.draw(self.learner.unwrapped)
+        (self.run_dir / FOLDER).mkdir(parents=True, exist_ok=True)
+        save_image(picture, internals_path(self.run_dir, epoch))
+        summary = {"epoch": epoch, "layer": layer, "predicted": predicted, "stats": self._stats_summary()}
+        write_json(summary, internals_path(self.run_dir, epoch, ".json"), indent=1)
+
+    def draw(self, model) -> tuple:
+        """(the heatmaps' picture, the predicted class names, the layer they explain): an epoch's
+        work, which the rehearsal also times (trainers/fit.py)."""
         layer = default_layer(model)
         x = self.inputs.to(self.device)
         maps = layer_cam(model, x, None, layer).cpu()
@@ -55,20 +64,11 @@ class EpochInternals(Callback):
         predicted = logits.argmax(1)
         if predicted.dim() > 1:  # a segmenter: the class on most pixels, which its heatmap explains
             predicted = torch.stack([p.flatten().mode().values for p in predicted])
-        tiles = []
-        for picture, heat, cls in zip(self.shown, maps, predicted.tolist()):
-            name = self.labels[cls] if cls < len(self.labels) else str(cls)
-            tiles.append(captioned(overlay(picture, heat.numpy()), f"{name}"))
-        folder = self.run_dir / FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(grid(tiles, columns=len(tiles)), internals_path(self.run_dir, epoch))
-        summary = {
-            "epoch": epoch,
-            "layer": layer,
-            "predicted": [self.labels[c] if c < len(self.labels) else c for c in predicted.tolist()],
-            "stats": self._stats_summary(),
-        }
-        write_json(summary, internals_path(self.run_dir, epoch, ".json"), indent=1)
+        names = [self.labels[c] if c < len(self.labels) else c for c in predicted.tolist()]
+        tiles = [
+            captioned(overlay(picture, heat.numpy()), f"{name}") for picture, heat, name in zip(self.shown, maps, names)
+        ]
+        return grid(tiles, columns=len(tiles)), names, layer
 
     def _stats_summary(self) -> dict:
         """This epoch's mean of each layer's per-batch mean, std and near-zero fraction."""
