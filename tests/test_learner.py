@@ -2,6 +2,7 @@ import math
 import time
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from trainers import RunConfig
@@ -253,3 +254,32 @@ def test_a_rehearsal_times_the_work_each_epoch_ends_with_and_changes_nothing(col
     no_end = {**timing, "epoch_end_s": 0.0}
     assert learner.estimate_epoch_s(timing) - learner.estimate_epoch_s(no_end) == timing["epoch_end_s"]
     assert all(torch.equal(before[k], v) for k, v in learner.unwrapped.state_dict().items())
+
+
+def test_the_estimate_counts_validation_items_not_the_shortest_batch():
+    """20 validation items in batches of 16: the short last batch must not set every batch's time."""
+    from torch import nn
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from trainers.learner import Learner
+
+    class Slow(nn.Module):
+        def forward(self, x):
+            if not self.training:
+                time.sleep(0.004 * len(x))  # validation: 4 ms an item
+            return x
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2), Slow())
+    data = TensorDataset(torch.randn(20, 4), torch.randint(0, 2, (20,)))
+    learner = Learner(model, DataLoader(data, 8, drop_last=True), DataLoader(data, 16), nn.CrossEntropyLoss())
+    timing = learner.rehearse()
+    assert 0.004 <= timing["valid_item_s"] < 0.008
+    no_training = {**timing, "train_batch_s": 0.0, "epoch_end_s": 0.0}
+    assert learner.estimate_epoch_s(no_training) == pytest.approx(20 * timing["valid_item_s"])
+
+    class TwoMorePasses(Callback):  # as precise batch norm says: two training batches forward again
+        def forward_batches(self):
+            return 2
+
+    learner.add_callbacks([TwoMorePasses()])
+    assert learner.estimate_epoch_s(no_training) == pytest.approx((20 + 2 * 8) * timing["valid_item_s"])
