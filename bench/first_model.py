@@ -13,6 +13,7 @@ least 97%, median at most 60 s.
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -81,6 +82,8 @@ def main():
     finally:
         app.terminate()
         app.wait(30)
+        if not args.workspace:  # a temporary workspace holds each seed's run (about 270 MB each)
+            shutil.rmtree(workspace, ignore_errors=True)
 
 
 def load() -> str:
