@@ -254,7 +254,7 @@ def _epoch_internals(config, parts, ctx, device, out_dir):
     if not (ctx.is_main and labels and config.extra.get("internals", True)):
         return None
     inputs, _ = fixed_pictures(parts.valid_ds, PICTURES, config.seed)
-    return EpochInternals(out_dir, inputs, parts.info["mean"], parts.info["std"], labels, None, device)
+    return EpochInternals(out_dir, inputs, parts.info["mean"], parts.info["std"], labels, device)
 
 
 def _choose_lr(config, learner, ctx, device, report) -> float:

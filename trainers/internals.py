@@ -36,10 +36,11 @@ def fixed_pictures(valid_ds, count: int, seed: int) -> tuple:
 class EpochInternals(Callback):
     order = 23  # after the sample grid, before the checkpoint
 
-    def __init__(self, run_dir, inputs, mean, std, labels=(), stats=None, device="cpu"):
+    def __init__(self, run_dir, inputs, mean, std, labels=(), device="cpu"):
         self.run_dir = None if run_dir is None else Path(run_dir)  # None: drawn only, for an estimate
         self.inputs, self.mean, self.std = inputs, mean, std
-        self.labels, self.stats, self.device = list(labels), stats, device
+        self.labels, self.device = list(labels), device
+        self.stats = None  # the run's ActivationStats, which fit() makes after the rehearsal
         self.shown = [to_pil(denormalize(x, mean, std)) for x in inputs]
 
     def after_epoch(self):
